@@ -1,0 +1,46 @@
+"""Local RAG: index your documents, ask questions, get answers that cite file and page."""
+
+from rag.engine import Answer, AnswerStream, Event, Rag
+from rag.errors import (
+    ConfigError,
+    EmptyIndexError,
+    IndexMismatchError,
+    IndexStateError,
+    InvalidRequestError,
+    ModelAuthError,
+    ModelNotFoundError,
+    ModelServerError,
+    ModelTimeoutError,
+    RagError,
+    StoreError,
+)
+from rag.models import ChatDelta, ChatModel, Embedder, OpenAIChat, OpenAIEmbedder, Usage
+from rag.settings import Settings
+from rag.store import ChromaStore, Hit
+
+__all__ = [
+    "Answer",
+    "AnswerStream",
+    "ChatDelta",
+    "ChatModel",
+    "ChromaStore",
+    "ConfigError",
+    "Embedder",
+    "EmptyIndexError",
+    "Event",
+    "Hit",
+    "IndexMismatchError",
+    "IndexStateError",
+    "InvalidRequestError",
+    "ModelAuthError",
+    "ModelNotFoundError",
+    "ModelServerError",
+    "ModelTimeoutError",
+    "OpenAIChat",
+    "OpenAIEmbedder",
+    "Rag",
+    "RagError",
+    "Settings",
+    "StoreError",
+    "Usage",
+]

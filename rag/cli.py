@@ -1,0 +1,219 @@
+"""The ``rag`` command."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+from pydantic import ValidationError
+
+from rag.engine import Rag
+from rag.errors import RagError
+from rag.prompt import label
+from rag.settings import Settings
+
+EXIT_OK, EXIT_ERROR, EXIT_SOME_FAILED = 0, 1, 3
+
+
+class RagGroup(click.Group):
+    """Turns every RagError into one line on stderr and a non-zero exit, no traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except RagError as exc:
+            click.secho(f"Error: {exc.message}", fg="red", err=True)
+            ctx.exit(EXIT_ERROR)
+        except ValidationError as exc:
+            problems = "; ".join(f"RAG_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors())
+            click.secho(f"Error: invalid setting: {problems}", fg="red", err=True)
+            ctx.exit(EXIT_ERROR)
+        except KeyboardInterrupt:
+            click.echo("Interrupted.", err=True)
+            ctx.exit(130)
+
+
+def _rag(ctx: click.Context) -> Rag:
+    obj = ctx.ensure_object(dict)
+    if "rag" not in obj:
+        obj["rag"] = Rag(Settings(**obj["overrides"]))
+        ctx.call_on_close(obj["rag"].close)
+    rag: Rag = obj["rag"]
+    return rag
+
+
+@click.group(cls=RagGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--index-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Index directory [env RAG_INDEX_DIR; default ~/.local/share/rag].",
+)
+@click.option("--collection", help="Collection name [env RAG_COLLECTION; default 'rag'].")
+@click.version_option(package_name="local-rag", prog_name="rag")
+@click.pass_context
+def cli(ctx: click.Context, index_dir: Path | None, collection: str | None) -> None:
+    """Index your documents locally and ask questions with cited answers.
+
+    \b
+    Models: with no RAG_BASE_URL the bundled models run in-process (offline).
+    For Ollama, llama.cpp, vLLM, LM Studio or OpenAI set, for example:
+      RAG_BASE_URL=http://localhost:11434/v1 RAG_EMBED_MODEL=nomic-embed-text RAG_CHAT_MODEL=llama3.2
+    (RAG_EMBED_BASE_URL if embeddings come from another server; RAG_API_KEY if it needs one.)
+    """
+    overrides: dict[str, Any] = {}
+    if index_dir is not None:
+        overrides["index_dir"] = index_dir
+    if collection is not None:
+        overrides["collection"] = collection
+    ctx.ensure_object(dict)["overrides"] = overrides
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
+@click.pass_context
+def ingest(ctx: click.Context, paths: tuple[Path, ...], as_json: bool) -> None:
+    """Index files and folders (PDF, Markdown, text, HTML, source code).
+
+    Unchanged files are skipped, changed ones re-embedded, and files deleted
+    from an ingested folder are removed from the index. Files that cannot be
+    read are reported by name; the rest is still ingested.
+
+    \b
+    Exit status: 0 all files ingested (unsupported types are skipped, not failed),
+                 3 some files failed (listed), 1 the run could not proceed.
+    """
+    rag = _rag(ctx)
+
+    def progress(result: Any) -> None:
+        if result.status == "unchanged":
+            return
+        detail = f"({result.chunks} chunks)" if result.chunks else f"({result.error})" if result.error else ""
+        color = {"failed": "red", "skipped": "yellow", "removed": "yellow"}.get(result.status)
+        click.secho(f"  {result.status:<9} {result.source} {detail}", err=True, fg=color)
+
+    report = rag.ingest(list(paths), progress=progress)
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), ensure_ascii=False, indent=2))
+    summary = ", ".join(
+        f"{report.count(s)} {s}" for s in ("added", "updated", "unchanged", "removed", "failed", "skipped")
+    )
+    click.echo(
+        f"Ingested in {report.seconds:.1f}s: {summary}; {report.chunks} chunks embedded; "
+        f"{rag.store.count()} chunks in '{rag.settings.collection}'.",
+        err=True,
+    )
+    if report.failed:
+        click.secho(f"{len(report.failed)} file(s) failed:", fg="red", err=True)
+        for f in report.failed:
+            click.echo(f"  {f.source}: {f.error}", err=True)
+        ctx.exit(EXIT_SOME_FAILED)
+
+
+@cli.command()
+@click.argument("question")
+@click.option("-k", "--k", "k", type=click.IntRange(1, 100), help="How many chunks to retrieve [default 4].")
+@click.option("--json", "as_json", is_flag=True, help="Print the final answer, citations and timings as JSON.")
+@click.pass_context
+def ask(ctx: click.Context, question: str, k: int | None, as_json: bool) -> None:
+    """Answer QUESTION from the index, streaming tokens, then the sources."""
+    rag = _rag(ctx)
+    stream = rag.start(question, k)
+    for event in stream:
+        if event.type == "token" and not as_json:
+            click.echo(event.data["text"], nl=False)
+            sys.stdout.flush()
+        elif event.type == "error" and stream.error is not None:
+            raise stream.error
+    answer = stream.answer
+    assert answer is not None
+    if as_json:
+        click.echo(json.dumps(answer.to_dict(), ensure_ascii=False, indent=2))
+        return
+    click.echo("\n")
+    if answer.citations:
+        click.secho("Sources:", bold=True)
+        for c in answer.citations:
+            how = "  (matched by content)" if c["inferred"] else ""
+            click.echo(f"  [{c['n']}] {label_of(c)}{how}")
+    else:
+        click.secho("No source was cited. Retrieved:", bold=True)
+        for i, h in enumerate(answer.sources, start=1):
+            click.echo(f"  [{i}] {label(h)}  (score {h.score:.2f})")
+    t = answer.timings
+    click.secho(f"first token {t['first_token_ms']:.0f} ms, {t['tokens_per_s']:.1f} tokens/s", dim=True, err=True)
+
+
+def label_of(c: dict[str, Any]) -> str:
+    where = f"{c['source']}, page {c['page']}" if c.get("page") else c["source"]
+    return f"{where} — {c['heading']}" if c.get("heading") else where
+
+
+@cli.command()
+@click.argument("query")
+@click.option("-k", "--k", "k", type=click.IntRange(1, 100), help="How many hits [default 4].")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list of hits (id, score, source, page, text).")
+@click.pass_context
+def search(ctx: click.Context, query: str, k: int | None, as_json: bool) -> None:
+    """Show the chunks that best match QUERY, without asking a model."""
+    hits = _rag(ctx).search(query, k)
+    if as_json:
+        click.echo(json.dumps([h.to_dict() for h in hits], ensure_ascii=False, indent=2))
+        return
+    for i, h in enumerate(hits, start=1):
+        click.secho(f"[{i}] {label(h)}  score {h.score:.3f}", bold=True)
+        click.echo("    " + " ".join(h.text.split())[:300])
+
+
+@cli.command()
+@click.option("--host", default=None, help="Interface to bind [default 127.0.0.1].")
+@click.option("--port", type=int, default=None, help="Port [default 8000].")
+@click.pass_context
+def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
+    """Run the HTTP API (POST /query, POST /search, GET /health, docs at /docs)."""
+    import uvicorn
+
+    from api.app import create_app
+
+    overrides = dict(ctx.obj["overrides"])
+    if host:
+        overrides["host"] = host
+    if port:
+        overrides["port"] = port
+    settings = Settings(**overrides)
+    click.echo(f"Serving on http://{settings.host}:{settings.port} (docs at /docs)", err=True)
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@click.pass_context
+def status(ctx: click.Context, as_json: bool) -> None:
+    """Show the index: location, models, chunk settings, files and chunks."""
+    rag = _rag(ctx)
+    info = rag.status()
+    if as_json:
+        info["sources"] = [{"source": s, "chunks": n} for s, n in rag.store.sources()]
+        click.echo(json.dumps(info, ensure_ascii=False, indent=2))
+        return
+    for key, value in info.items():
+        click.echo(f"{key:>14}: {value}")
+
+
+@cli.command()
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.pass_context
+def reset(ctx: click.Context, yes: bool) -> None:
+    """Delete the collection (to re-index with another embedding model)."""
+    rag = _rag(ctx)
+    if not yes:
+        click.confirm(f"Delete collection '{rag.settings.collection}' at {rag.store.location}?", abort=True)
+    rag.reset()
+    click.echo(f"Deleted collection '{rag.settings.collection}'.", err=True)
+
+
+def main() -> None:
+    cli(prog_name="rag")

@@ -1,0 +1,248 @@
+"""``Rag``: the one object that ingests, searches and answers.
+
+import rag
+r = rag.Rag()                      # Settings() from RAG_* variables
+r.ingest(["data/"])
+print(r.ask("How long is the warranty on the X200?").text)
+for event in r.stream("..."):      # sources, token..., done | error
+    ...
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rag.citations import MarkerFilter, attribute
+from rag.embedded import EmbeddedModels, EmbeddedServer
+from rag.errors import InvalidRequestError, RagError
+from rag.models import ChatDelta, ChatModel, Embedder, OpenAIChat, OpenAIEmbedder, Usage, check_question
+from rag.prompt import build_messages
+from rag.settings import Settings
+from rag.store import ChromaStore, Hit, check_compatible
+
+
+@dataclass
+class Event:
+    """One step of a streamed answer; the same names and data as the HTTP SSE events."""
+
+    type: str  # "sources" | "token" | "done" | "error"
+    data: dict[str, Any]
+
+
+@dataclass
+class Answer:
+    text: str
+    citations: list[dict[str, Any]]
+    sources: list[Hit]
+    usage: dict[str, Any] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "answer": self.text,
+            "citations": self.citations,
+            "sources": [source_dict(i, h) for i, h in enumerate(self.sources, start=1)],
+            "usage": self.usage,
+            "timings": self.timings,
+        }
+
+
+def source_dict(n: int, hit: Hit) -> dict[str, Any]:
+    return {"n": n, **hit.to_dict()}
+
+
+class AnswerStream:
+    """A question whose sources are retrieved and whose chat stream is already open,
+    so setup errors have been raised; iterating yields the events."""
+
+    def __init__(self, question: str, hits: list[Hit], deltas: Iterator[ChatDelta], t0: float, t_retrieved: float):
+        self.question = question
+        self.hits = hits
+        self._deltas = deltas
+        self._t0 = t0
+        self._t_retrieved = t_retrieved
+        self.answer: Answer | None = None
+        self.error: RagError | None = None
+
+    def __iter__(self) -> Iterator[Event]:
+        yield Event("sources", {"sources": [source_dict(i, h) for i, h in enumerate(self.hits, start=1)]})
+        markers = MarkerFilter(len(self.hits))
+        parts: list[str] = []
+        usage = Usage()
+        first: float | None = None
+        try:
+            for delta in self._deltas:
+                if delta.usage is not None:
+                    usage = delta.usage
+                if delta.text:
+                    first = first or time.perf_counter()
+                    out = markers.feed(delta.text)
+                    if out:
+                        parts.append(out)
+                        yield Event("token", {"text": out})
+            tail = markers.flush()
+            if tail:
+                parts.append(tail)
+                yield Event("token", {"text": tail})
+        except RagError as exc:
+            self.error = exc
+            yield Event("error", exc.to_dict() | {"status": exc.status})
+            return
+        end = time.perf_counter()
+        text = "".join(parts)
+        cited = attribute(text, [h.text for h in self.hits], cited=markers.cited)
+        citations = [source_dict(a.n, self.hits[a.n - 1]) | {"inferred": a.inferred} for a in cited]
+        gen_s = end - (first or end)
+        timings = {
+            "retrieval_ms": round((self._t_retrieved - self._t0) * 1000, 1),
+            "first_token_ms": round(((first or end) - self._t0) * 1000, 1),
+            "total_ms": round((end - self._t0) * 1000, 1),
+            "tokens_per_s": round(usage.completion_tokens / gen_s, 1) if gen_s > 0 else 0.0,
+        }
+        self.answer = Answer(text, citations, self.hits, usage.to_dict(), timings)
+        yield Event("done", {"answer": text, "citations": citations, "usage": usage.to_dict(), "timings": timings})
+
+
+class Rag:
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        embedder: Embedder | None = None,
+        chat: ChatModel | None = None,
+        store: ChromaStore | None = None,
+    ) -> None:
+        self.settings = settings or Settings()
+        self._embedder = embedder
+        self._chat = chat
+        self._store = store
+        self._embedded: EmbeddedServer | None = None
+        self._models: EmbeddedModels | None = None
+
+    # -- components, built on first use ------------------------------------------------
+    def _embedded_url(self) -> str:
+        if self._embedded is None:
+            self._models = EmbeddedModels(n_ctx=self.settings.embedded_ctx, threads=self.settings.embedded_threads)
+            self._embedded = EmbeddedServer(self._models)
+        return self._embedded.base_url
+
+    @property
+    def embedder(self) -> Embedder:
+        if self._embedder is None:
+            s = self.settings
+            url = s.embed_base_url or s.base_url or self._embedded_url()
+            self._embedder = OpenAIEmbedder(
+                url,
+                s.embed_model_name,
+                api_key=s.embed_api_key or s.api_key,
+                batch_size=s.embed_batch_size,
+                timeout=s.request_timeout,
+                max_retries=s.max_retries,
+            )
+        return self._embedder
+
+    @property
+    def chat(self) -> ChatModel:
+        if self._chat is None:
+            s = self.settings
+            url = s.base_url or self._embedded_url()
+            self._chat = OpenAIChat(
+                url, s.chat_model_name, api_key=s.api_key, timeout=s.request_timeout, max_retries=s.max_retries
+            )
+        return self._chat
+
+    @property
+    def store(self) -> ChromaStore:
+        if self._store is None:
+            self._store = ChromaStore(self.settings)
+        return self._store
+
+    # -- the three jobs -------------------------------------------------------------------
+    def ingest(self, paths: Sequence[str | Path], progress: Callable[[Any], None] | None = None) -> Any:
+        from ingest.chunker import Chunker
+        from ingest.pipeline import Ingestor
+        from ingest.tokens import default_counter
+
+        chunker = Chunker(default_counter(), self.settings.chunk_tokens, self.settings.chunk_overlap)
+        ingestor = Ingestor(self.settings, self.embedder, self.store, chunker, progress)
+        return ingestor.ingest([Path(p) for p in paths])
+
+    def search(self, query: str, k: int | None = None) -> list[Hit]:
+        query = (query or "").strip()
+        if not query:
+            raise InvalidRequestError("The search query is empty.")
+        k = self._k(k)
+        info = self.store.info()
+        if info is None or self.store.count() == 0:
+            raise self.store.empty_error()
+        check_compatible(info, self.embedder.model, None, self.store.name)
+        return self.store.query(self.embedder.embed_query(query), k)
+
+    def start(self, question: str, k: int | None = None) -> AnswerStream:
+        question = check_question(question)
+        t0 = time.perf_counter()
+        hits = self.search(question, k)
+        t1 = time.perf_counter()
+        s = self.settings
+        deltas = self.chat.stream(
+            build_messages(question, hits), temperature=s.temperature, max_tokens=s.max_tokens, seed=s.seed
+        )
+        return AnswerStream(question, hits, deltas, t0, t1)
+
+    def stream(self, question: str, k: int | None = None) -> Iterator[Event]:
+        try:
+            answer = self.start(question, k)
+        except RagError as exc:
+            yield Event("error", exc.to_dict() | {"status": exc.status})
+            return
+        yield from answer
+
+    def ask(self, question: str, k: int | None = None) -> Answer:
+        stream = self.start(question, k)
+        for _ in stream:
+            pass
+        if stream.error is not None:
+            raise stream.error
+        assert stream.answer is not None
+        return stream.answer
+
+    # -- housekeeping ------------------------------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        info = self.store.info()
+        return {
+            "index": self.store.location,
+            "collection": self.settings.collection,
+            "chunks": self.store.count(),
+            "files": len(list(self.store.sources())),
+            "embed_model": info.embed_model if info else None,
+            "embed_dim": info.embed_dim if info else None,
+            "chunk_tokens": info.chunk_tokens if info else self.settings.chunk_tokens,
+            "chunk_overlap": info.chunk_overlap if info else self.settings.chunk_overlap,
+            "chat_model": self.settings.chat_model_name,
+            "backend": self.settings.base_url or "embedded",
+            "embed_backend": self.settings.embed_base_url or self.settings.base_url or "embedded",
+        }
+
+    def reset(self) -> None:
+        self.store.drop()
+
+    def _k(self, k: int | None) -> int:
+        k = self.settings.top_k if k is None else k
+        if not 1 <= k <= 100:
+            raise InvalidRequestError(f"k must be between 1 and 100, not {k}.")
+        return k
+
+    def close(self) -> None:
+        if self._embedded is not None:
+            self._embedded.stop()
+            self._embedded = None
+
+    def __enter__(self) -> Rag:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

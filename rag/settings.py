@@ -1,0 +1,71 @@
+"""The one configuration object. Built once (from ``RAG_*`` environment variables,
+CLI options or keyword arguments) and passed down; library code never reads
+``os.environ`` itself."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Names the embedded default serves its bundled models under.
+EMBEDDED_EMBED_MODEL = "multilingual-e5-small"
+EMBEDDED_CHAT_MODEL = "smollm2-135m-instruct"
+
+
+def _default_index_dir() -> Path:
+    return Path.home() / ".local" / "share" / "rag"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="RAG_", extra="ignore", validate_assignment=True)
+
+    # -- where the index lives ------------------------------------------------
+    index_dir: Path = Field(default_factory=_default_index_dir, description="Directory of the embedded Chroma index.")
+    collection: str = Field("rag", description="Chroma collection name.")
+    chroma_url: str | None = Field(
+        None, description="URL of a Chroma server (`chroma run`); when set, index_dir is not used for vectors."
+    )
+
+    # -- model backends (any OpenAI-compatible server) -----------------------
+    base_url: str | None = Field(None, description="OpenAI-compatible base URL for chat (and embeddings).")
+    embed_base_url: str | None = Field(None, description="Base URL for /v1/embeddings; defaults to base_url.")
+    api_key: str | None = None
+    embed_api_key: str | None = None
+    embed_model: str | None = None
+    chat_model: str | None = None
+    request_timeout: float = 120.0
+    max_retries: int = 2
+
+    # -- chunking and embedding ----------------------------------------------
+    chunk_tokens: int = Field(128, ge=16, le=8192)
+    chunk_overlap: int = Field(16, ge=0)
+    embed_batch_size: int = Field(32, ge=1, le=2048)
+
+    # -- answering ----------------------------------------------------------
+    top_k: int = Field(4, ge=1, le=100)
+    temperature: float = 0.1
+    max_tokens: int = Field(384, ge=1)
+    seed: int | None = Field(0, description="Sampling seed; answers repeat by default.")
+
+    # -- embedded default ---------------------------------------------------
+    embedded_ctx: int = Field(4096, description="Context window of the embedded chat model.")
+    embedded_threads: int | None = Field(None, description="CPU threads for the embedded models (default: all).")
+
+    # -- HTTP service -------------------------------------------------------
+    host: str = "127.0.0.1"
+    port: int = 8000
+
+    @property
+    def embedded(self) -> bool:
+        """True when no backend is configured and the bundled models serve both roles."""
+        return self.base_url is None and self.embed_base_url is None
+
+    @property
+    def embed_model_name(self) -> str:
+        return self.embed_model or EMBEDDED_EMBED_MODEL
+
+    @property
+    def chat_model_name(self) -> str:
+        return self.chat_model or EMBEDDED_CHAT_MODEL

@@ -1,0 +1,261 @@
+"""The vector store: Chroma, embedded (``PersistentClient``) or a server (``HttpClient``).
+
+The collection records the embedding model and dimension (and chunker
+settings) in its metadata, so an index is never queried or extended with
+vectors from a different model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+from urllib.parse import urlparse
+
+from rag.errors import EmptyIndexError, IndexMismatchError, StoreError
+from rag.settings import Settings
+
+
+@dataclass
+class StoredChunk:
+    id: str
+    text: str
+    metadata: dict[str, Any]
+
+
+@dataclass
+class Hit:
+    id: str
+    score: float
+    source: str
+    page: int | None
+    text: str
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "score": round(self.score, 6),
+            "source": self.source,
+            "page": self.page,
+            "heading": self.metadata.get("heading") or None,
+            "start": self.metadata.get("start"),
+            "end": self.metadata.get("end"),
+            "text": self.text,
+        }
+
+
+@dataclass
+class IndexInfo:
+    embed_model: str
+    embed_dim: int
+    chunk_tokens: int
+    chunk_overlap: int
+
+
+class VectorStore(Protocol):
+    name: str
+    location: str
+
+    def info(self) -> IndexInfo | None: ...
+
+    def ensure(self, info: IndexInfo) -> None: ...
+
+    def upsert(self, chunks: Sequence[StoredChunk], embeddings: Sequence[Sequence[float]]) -> None: ...
+
+    def delete(self, ids: Sequence[str]) -> None: ...
+
+    def get_metadata(self, where: dict[str, Any]) -> dict[str, dict[str, Any]]: ...
+
+    def query(self, embedding: Sequence[float], k: int) -> list[Hit]: ...
+
+    def empty_error(self) -> EmptyIndexError: ...
+
+    def count(self) -> int: ...
+
+    def drop(self) -> None: ...
+
+
+def _page(meta: dict[str, Any]) -> int | None:
+    page = meta.get("page", 0)
+    return int(page) if page else None
+
+
+class ChromaStore:
+    """A Chroma collection. Cosine distance; we supply all embeddings ourselves
+    (Chroma's default embedding function would download a model at run time)."""
+
+    def __init__(self, settings: Settings) -> None:
+        import chromadb
+        from chromadb.config import Settings as ChromaSettings
+
+        self.name = settings.collection
+        chroma_settings = ChromaSettings(anonymized_telemetry=False)
+        try:
+            if settings.chroma_url:
+                url = urlparse(settings.chroma_url)
+                self.client = chromadb.HttpClient(
+                    host=url.hostname or "127.0.0.1",
+                    port=url.port or (443 if url.scheme == "https" else 8000),
+                    ssl=url.scheme == "https",
+                    settings=chroma_settings,
+                )
+                self.location = settings.chroma_url
+            else:
+                settings.index_dir.mkdir(parents=True, exist_ok=True)
+                self.client = chromadb.PersistentClient(
+                    path=str(settings.index_dir / "chroma"), settings=chroma_settings
+                )
+                self.location = str(settings.index_dir)
+        except Exception as exc:
+            raise StoreError(
+                f"Cannot open the Chroma index at {settings.chroma_url or settings.index_dir}: {exc}"
+            ) from exc
+        self._collection: Any = None
+
+    # -- collection lifecycle -------------------------------------------------
+    def _get(self) -> Any:
+        if self._collection is None:
+            try:
+                names = {c if isinstance(c, str) else c.name for c in self.client.list_collections()}
+                if self.name in names:
+                    self._collection = self.client.get_collection(self.name, embedding_function=None)
+            except Exception as exc:
+                raise StoreError(f"Cannot read the Chroma index at {self.location}: {exc}") from exc
+        return self._collection
+
+    def info(self) -> IndexInfo | None:
+        col = self._get()
+        if col is None:
+            return None
+        meta = col.metadata or {}
+        if "embed_model" not in meta:
+            return None
+        return IndexInfo(
+            embed_model=str(meta["embed_model"]),
+            embed_dim=int(meta["embed_dim"]),
+            chunk_tokens=int(meta.get("chunk_tokens", 0)),
+            chunk_overlap=int(meta.get("chunk_overlap", 0)),
+        )
+
+    def ensure(self, info: IndexInfo) -> None:
+        """Create the collection for ``info``, or check an existing one matches it."""
+        current = self.info()
+        if current is not None:
+            check_compatible(current, info.embed_model, info.embed_dim, self.name)
+            if (current.chunk_tokens, current.chunk_overlap) != (info.chunk_tokens, info.chunk_overlap):
+                self._collection.modify(metadata=_info_meta(info))
+            return
+        try:
+            self._collection = self.client.get_or_create_collection(
+                self.name,
+                embedding_function=None,
+                configuration={"hnsw": {"space": "cosine"}},
+                metadata=_info_meta(info),
+            )
+        except Exception as exc:
+            raise StoreError(f"Cannot create the collection '{self.name}' at {self.location}: {exc}") from exc
+
+    def drop(self) -> None:
+        if self._get() is not None:
+            self.client.delete_collection(self.name)
+        self._collection = None
+
+    # -- data -------------------------------------------------------------------
+    def upsert(self, chunks: Sequence[StoredChunk], embeddings: Sequence[Sequence[float]]) -> None:
+        col = self._require()
+        step = max(1, min(self.client.get_max_batch_size(), 1000))
+        for i in range(0, len(chunks), step):
+            part = chunks[i : i + step]
+            col.upsert(
+                ids=[c.id for c in part],
+                documents=[c.text for c in part],
+                metadatas=[c.metadata for c in part],
+                embeddings=[list(e) for e in embeddings[i : i + step]],
+            )
+
+    def delete(self, ids: Sequence[str]) -> None:
+        if not ids:
+            return
+        col = self._require()
+        step = max(1, min(self.client.get_max_batch_size(), 1000))
+        for i in range(0, len(ids), step):
+            col.delete(ids=list(ids[i : i + step]))
+
+    def get_metadata(self, where: dict[str, Any]) -> dict[str, dict[str, Any]]:
+        col = self._get()
+        if col is None:
+            return {}
+        got = col.get(where=where or None, include=["metadatas"])
+        return {i: dict(m or {}) for i, m in zip(got["ids"], got["metadatas"] or [], strict=False)}
+
+    def query(self, embedding: Sequence[float], k: int) -> list[Hit]:
+        col = self._get()
+        if col is None or col.count() == 0:
+            raise self.empty_error()
+        res = col.query(
+            query_embeddings=[list(embedding)], n_results=k, include=["documents", "metadatas", "distances"]
+        )
+        hits = []
+        for cid, doc, meta, dist in zip(
+            res["ids"][0], res["documents"][0], res["metadatas"][0], res["distances"][0], strict=False
+        ):
+            meta = dict(meta or {})
+            hits.append(
+                Hit(
+                    id=cid,
+                    score=1.0 - float(dist),
+                    source=str(meta.get("source", "")),
+                    page=_page(meta),
+                    text=doc or "",
+                    metadata=meta,
+                )
+            )
+        return hits
+
+    def empty_error(self) -> EmptyIndexError:
+        return EmptyIndexError(
+            f"The index '{self.name}' at {self.location} is empty. Run `rag ingest PATH` first "
+            "(or pick another collection with --collection)."
+        )
+
+    def count(self) -> int:
+        col = self._get()
+        return 0 if col is None else int(col.count())
+
+    def sources(self) -> Iterable[tuple[str, int]]:
+        """(source, chunk count) pairs, for ``rag status``."""
+        counts: dict[str, int] = {}
+        for meta in self.get_metadata({}).values() if self._get() is not None else []:
+            key = str(meta.get("source", ""))
+            counts[key] = counts.get(key, 0) + 1
+        return sorted(counts.items())
+
+    def _require(self) -> Any:
+        col = self._get()
+        if col is None:
+            raise StoreError(f"The collection '{self.name}' does not exist yet; ingest something first.")
+        return col
+
+
+def _info_meta(info: IndexInfo) -> dict[str, Any]:
+    return {
+        "embed_model": info.embed_model,
+        "embed_dim": info.embed_dim,
+        "chunk_tokens": info.chunk_tokens,
+        "chunk_overlap": info.chunk_overlap,
+    }
+
+
+def check_compatible(current: IndexInfo, model: str, dim: int | None, collection: str) -> None:
+    if current.embed_model != model or (dim is not None and current.embed_dim != dim):
+        raise IndexMismatchError(
+            f"The collection '{collection}' was built with embedding model '{current.embed_model}' "
+            f"({current.embed_dim} dimensions), but RAG_EMBED_MODEL is now '{model}'"
+            + (f" ({dim} dimensions)" if dim else "")
+            + ". Re-index with `rag reset --yes` and `rag ingest PATH`, "
+            "or keep both with `--collection NEW_NAME`."
+        )
+
+
+STORES: dict[str, type[ChromaStore]] = {"chroma": ChromaStore}

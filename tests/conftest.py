@@ -1,0 +1,136 @@
+"""Shared fixtures. Every test gets its own index directory and a clean ``RAG_*``
+environment, so nothing leaks from the developer's shell or between tests."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from rag import Rag, Settings
+
+REPO = Path(__file__).resolve().parent.parent
+DATA = REPO / "data"
+BIN = Path(sys.executable).parent
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for key in list(os.environ):
+        if key.startswith("RAG_"):
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("RAG_INDEX_DIR", str(tmp_path / "index"))
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(index_dir=tmp_path / "index")
+
+
+@pytest.fixture
+def data_copy(tmp_path: Path) -> Path:
+    """A private copy of data/ that a test may change."""
+    dst = tmp_path / "docs"
+    shutil.copytree(DATA, dst)
+    return dst
+
+
+@pytest.fixture(scope="session")
+def embedded_rag_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rag]:
+    """One embedded-default Rag with data/ ingested, shared by read-only tests."""
+    index = tmp_path_factory.mktemp("shared-index")
+    with Rag(Settings(index_dir=index)) as r:
+        r.ingest([DATA])
+        yield r
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """The environment for a child process: no RAG_* from outside, plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAG_")}
+    env.update(extra)
+    return env
+
+
+def run_cli(
+    *args: str, env: dict[str, str], timeout: float = 600, input: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(BIN / "rag"), *args], env=env, capture_output=True, text=True, timeout=timeout, input=input, cwd=REPO
+    )
+
+
+class ServerProcess:
+    """A server started as a real process on 127.0.0.1, stopped at teardown."""
+
+    def __init__(
+        self,
+        args: list[str],
+        port: int,
+        health: str,
+        env: dict[str, str] | None = None,
+        log: Path | None = None,
+        timeout: float = 120,
+    ) -> None:
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self.log = log
+        out = open(log, "wb") if log else subprocess.DEVNULL  # noqa: SIM115 - closed in stop()
+        self._out = out
+        self.proc = subprocess.Popen(args, env=env or clean_env(), stdout=out, stderr=subprocess.STDOUT, cwd=REPO)
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{args[0]} exited with {self.proc.returncode}: {self.tail()}")
+            try:
+                if httpx.get(self.url + health, timeout=2).status_code < 500:
+                    return
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"{args} did not become healthy in {timeout}s: {self.tail()}")
+            time.sleep(0.2)
+
+    def tail(self) -> str:
+        return self.log.read_text(errors="replace")[-2000:] if self.log and self.log.exists() else ""
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self._out is not subprocess.DEVNULL:
+            self._out.close()
+
+
+def parse_sse(body: str) -> list[tuple[str, dict[str, object]]]:
+    import json
+
+    events = []
+    for block in body.strip().split("\n\n"):
+        name, data = "", ""
+        for line in block.splitlines():
+            if line.startswith("event: "):
+                name = line[len("event: ") :]
+            elif line.startswith("data: "):
+                data += line[len("data: ") :]
+        if name:
+            events.append((name, json.loads(data)))
+    return events

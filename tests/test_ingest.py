@@ -1,0 +1,143 @@
+"""Ingest on real parts: real files, a real Chroma in a temp dir, the embedded
+embedder behind its real /v1/embeddings HTTP app."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from rag import EmptyIndexError, IndexMismatchError, Rag, Settings
+from tests.conftest import DATA, ServerProcess, free_port
+
+
+def _all(r: Rag) -> dict[str, dict[str, object]]:
+    return r.store.get_metadata({})
+
+
+def test_ingest_twice_gives_same_ids_and_count(settings: Settings) -> None:
+    with Rag(settings) as r:
+        first = r.ingest([DATA])
+        ids1 = set(_all(r))
+        assert first.count("added") == 6 and not first.failed
+        assert len(ids1) == first.chunks == r.store.count()
+        second = r.ingest([DATA])
+        assert second.count("unchanged") == 6 and second.chunks == 0
+        assert set(_all(r)) == ids1
+    # A fresh process-level index built the same way gets the same ids too.
+    with Rag(Settings(index_dir=settings.index_dir.parent / "other")) as r2:
+        r2.ingest([DATA])
+        assert set(_all(r2)) == ids1
+
+
+def test_pdf_chunks_carry_their_page(settings: Settings) -> None:
+    with Rag(settings) as r:
+        r.ingest([DATA])
+        pdf = [m for m in _all(r).values() if m["source"] == "x200-user-guide.pdf"]
+        assert {m["page"] for m in pdf} == {1, 2, 3, 4}
+        hits = r.search("How long is the warranty on the X200?", k=3)
+        assert (hits[0].source, hits[0].page) == ("x200-user-guide.pdf", 3)
+        assert "3 years (36 months)" in hits[0].text
+
+
+def test_changed_and_deleted_files_are_updated(settings: Settings, data_copy: Path) -> None:
+    with Rag(settings) as r:
+        r.ingest([data_copy])
+        before = _all(r)
+        notes = data_copy / "z10-release-notes.txt"
+        notes.write_text(notes.read_text() + "\n\nVersion 2.5.0 (2026-02-01) adds a vacation mode.\n")
+        (data_copy / "support-hours.html").unlink()
+        report = r.ingest([data_copy])
+        status = {f.source: f.status for f in report.files}
+        assert status["z10-release-notes.txt"] == "updated"
+        assert status["support-hours.html"] == "removed"
+        assert report.count("unchanged") == 4
+        after = _all(r)
+        assert not any(m["source"] == "support-hours.html" for m in after.values())
+        old_notes = {i for i, m in before.items() if m["source"] == "z10-release-notes.txt"}
+        new_notes = {i for i, m in after.items() if m["source"] == "z10-release-notes.txt"}
+        assert new_notes != old_notes  # stale chunks were replaced, not kept beside the new ones
+        assert sum(1 for m in after.values() if m["source"] == "z10-release-notes.txt") == len(new_notes)
+        assert any("vacation mode" in h.text for h in r.search("vacation mode", k=3))
+
+
+def test_unreadable_and_unsupported_files_are_reported(settings: Settings, data_copy: Path) -> None:
+    (data_copy / "empty.txt").write_bytes(b"")
+    (data_copy / "junk.txt").write_bytes(b"\x00\x01binary\x00" * 100)
+    (data_copy / "image.png").write_bytes(b"\x89PNG....")
+    (data_copy / "broken.pdf").write_bytes(b"%PDF-1.4\n1 0 obj <<")
+    with Rag(settings) as r:
+        report = r.ingest([data_copy])
+    by = {f.source: f for f in report.files}
+    assert by["empty.txt"].status == "failed" and "empty" in (by["empty.txt"].error or "")
+    assert by["junk.txt"].status == "failed" and "binary" in (by["junk.txt"].error or "")
+    assert by["broken.pdf"].status == "failed" and "PDF" in (by["broken.pdf"].error or "")
+    assert by["image.png"].status == "skipped"
+    assert report.count("added") == 6  # the rest of the folder still went in
+
+
+def test_search_on_empty_index_says_what_to_do(settings: Settings) -> None:
+    with Rag(settings) as r, pytest.raises(EmptyIndexError, match="rag ingest"):
+        r.search("anything")
+
+
+def test_chinese_question_finds_chinese_document(embedded_rag_session: Rag) -> None:
+    hits = embedded_rag_session.search("Q7 空气净化器的 HEPA 滤网多久需要更换一次？", k=3)
+    assert hits[0].source == "zh/q7-air-purifier.md"
+    assert "每六个月" in hits[0].text
+    assert "滤网更换" in (hits[0].metadata.get("heading") or "")
+
+
+def test_library_stream_events(embedded_rag_session: Rag) -> None:
+    events = list(embedded_rag_session.stream("What is the restocking fee for opened items?"))
+    kinds = [e.type for e in events]
+    assert kinds[0] == "sources" and kinds[-1] == "done" and "token" in kinds
+    done = events[-1].data
+    assert done["answer"] == "".join(e.data["text"] for e in events if e.type == "token")
+    n_sources = len(events[0].data["sources"])
+    assert all(1 <= c["n"] <= n_sources for c in done["citations"])
+    assert "returns-policy.md" in {c["source"] for c in done["citations"]}
+    assert done["usage"]["completion_tokens"] > 0 and done["timings"]["first_token_ms"] > 0
+
+
+def test_other_embedding_model_is_refused(settings: Settings) -> None:
+    with Rag(settings) as r:
+        r.ingest([DATA / "returns-policy.md"])
+    other = Settings(index_dir=settings.index_dir, embed_model="another-model", embed_base_url=None)
+    with Rag(other) as r2, pytest.raises(IndexMismatchError, match="rag reset"):
+        r2.ingest([DATA / "returns-policy.md"])
+
+
+@pytest.mark.slow
+def test_chroma_server_mode(tmp_path: Path) -> None:
+    """The same ingest and search against a real `chroma run` server."""
+    from tests.conftest import BIN
+
+    port = free_port()
+    server = ServerProcess(
+        [
+            str(BIN / "chroma"),
+            "run",
+            "--path",
+            str(tmp_path / "chroma-server"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        port,
+        "/api/v2/heartbeat",
+        log=tmp_path / "chroma.log",
+    )
+    try:
+        s = Settings(index_dir=tmp_path / "unused", chroma_url=f"http://127.0.0.1:{port}")
+        with Rag(s) as r:
+            report = r.ingest([DATA])
+            assert report.count("added") == 6
+            assert r.store.count() == report.chunks
+            hits = r.search("When is phone support available?", k=2)
+            assert hits[0].source == "support-hours.html"
+            assert r.ingest([DATA]).count("unchanged") == 6
+        assert not (tmp_path / "unused" / "chroma").exists()
+    finally:
+        server.stop()
