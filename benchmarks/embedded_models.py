@@ -27,7 +27,7 @@ from rag.settings import EMBEDDED_EMBED_MODEL  # noqa: E402
 
 
 def corpus_chunks(target_tokens: int = 255, copies: int = 3) -> list[str]:
-    """Chunks of data/ at ~255 tokens (the size the task's reference figures use), repeated."""
+    """Chunks of data/ of at most 255 tokens (sections are often shorter), repeated."""
     chunker = Chunker(E5TokenCounter(), target_tokens, 0)
     texts = []
     _, cands = walk(REPO / "data")

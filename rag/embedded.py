@@ -106,11 +106,9 @@ def create_app(models: EmbeddedModels) -> FastAPI:
 
     @app.post("/v1/embeddings", response_model=None)
     async def embeddings(request: Request) -> JSONResponse | dict[str, Any]:
-        body = await _json_body(request)
+        body = await _json_body(request, EMBEDDED_EMBED_MODEL)
         if isinstance(body, JSONResponse):
             return body
-        if body.get("model") not in (None, EMBEDDED_EMBED_MODEL):
-            return _openai_error(404, f"The model '{body.get('model')}' does not exist", "model_not_found")
         inp = body.get("input")
         texts = [inp] if isinstance(inp, str) else inp
         if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
@@ -126,11 +124,9 @@ def create_app(models: EmbeddedModels) -> FastAPI:
 
     @app.post("/v1/chat/completions", response_model=None)
     async def chat(request: Request) -> JSONResponse | StreamingResponse | dict[str, Any]:
-        body = await _json_body(request)
+        body = await _json_body(request, EMBEDDED_CHAT_MODEL)
         if isinstance(body, JSONResponse):
             return body
-        if body.get("model") not in (None, EMBEDDED_CHAT_MODEL):
-            return _openai_error(404, f"The model '{body.get('model')}' does not exist", "model_not_found")
         messages = body.get("messages")
         if not isinstance(messages, list) or not messages:
             return _openai_error(400, "'messages' must be a non-empty list", "invalid_messages")
@@ -148,13 +144,16 @@ def create_app(models: EmbeddedModels) -> FastAPI:
     return app
 
 
-async def _json_body(request: Request) -> dict[str, Any] | JSONResponse:
+async def _json_body(request: Request, model: str) -> dict[str, Any] | JSONResponse:
+    """The request's JSON object, or the OpenAI-style error to answer with."""
     try:
         body = await request.json()
     except (json.JSONDecodeError, UnicodeDecodeError):
         return _openai_error(400, "The body is not valid JSON", "invalid_json")
     if not isinstance(body, dict):
         return _openai_error(400, "The body must be a JSON object", "invalid_json")
+    if body.get("model") not in (None, model):
+        return _openai_error(404, f"The model '{body.get('model')}' does not exist", "model_not_found")
     return body
 
 
