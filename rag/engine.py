@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rag.citations import MarkerFilter, attribute
 from rag.embedded import EmbeddedModels, EmbeddedServer
@@ -23,6 +23,9 @@ from rag.models import ChatDelta, ChatModel, Embedder, OpenAIChat, OpenAIEmbedde
 from rag.prompt import build_messages
 from rag.settings import Settings
 from rag.store import ChromaStore, Hit, check_compatible
+
+if TYPE_CHECKING:  # ingest imports rag; import it lazily at run time
+    from ingest.pipeline import FileResult, IngestReport
 
 
 @dataclass
@@ -162,7 +165,7 @@ class Rag:
         return self._store
 
     # -- the three jobs -------------------------------------------------------------------
-    def ingest(self, paths: Sequence[str | Path], progress: Callable[[Any], None] | None = None) -> Any:
+    def ingest(self, paths: Sequence[str | Path], progress: Callable[[FileResult], None] | None = None) -> IngestReport:
         from ingest.chunker import Chunker
         from ingest.pipeline import Ingestor
         from ingest.tokens import default_counter
