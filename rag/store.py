@@ -257,5 +257,3 @@ def check_compatible(current: IndexInfo, model: str, dim: int | None, collection
             "or keep both with `--collection NEW_NAME`."
         )
 
-
-STORES: dict[str, type[ChromaStore]] = {"chroma": ChromaStore}
