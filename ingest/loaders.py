@@ -99,7 +99,10 @@ def load(path: Path) -> LoadedDocument:
         raise LoadError(f"unsupported file type '{path.suffix or path.name}'")
     if kind == "pdf":
         return LoadedDocument(kind, load_pdf(path))
-    text = read_text(path)
+    return parse_text(kind, read_text(path))
+
+
+def parse_text(kind: str, text: str) -> LoadedDocument:
     if kind == "markdown":
         return LoadedDocument(kind, [Unit(text, headings=markdown_headings(text))])
     if kind == "html":
@@ -108,15 +111,24 @@ def load(path: Path) -> LoadedDocument:
 
 
 def read_text(path: Path) -> str:
-    data = path.read_bytes()
+    return decode_text(path.read_bytes())[0]
+
+
+def decode_text(data: bytes) -> tuple[str, str | None]:
+    """The text of a file's bytes, and a warning when it was not UTF-8."""
     if b"\x00" in data:
         raise LoadError("binary content (NUL bytes) in a text file")
+    warning = None
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
         # Latin-1 decodes anything; it is the usual encoding of non-UTF-8 text we meet.
         text = data.decode("latin-1")
-    return text.replace("\r\n", "\n").replace("\r", "\n")
+        controls = sum(1 for ch in text[:65536] if ord(ch) < 32 and ch not in "\t\n\r\f" or 0x7F <= ord(ch) < 0xA0)
+        if controls > len(text[:65536]) * 0.05:
+            raise LoadError("binary content (not text in any encoding we read)") from None
+        warning = "not UTF-8; read as Latin-1"
+    return text.replace("\r\n", "\n").replace("\r", "\n"), warning
 
 
 def load_pdf(path: Path) -> list[Unit]:

@@ -1,190 +1,468 @@
-"""Ingest: walk, load, chunk, embed through /v1/embeddings, store in Chroma.
+"""Ingest: walk, read and chunk, embed through /v1/embeddings, write to Chroma.
 
-Per file the work is all-or-nothing: new chunks are upserted before stale ones
-are deleted, so a file is never missing from the index while it is updated, and
-stable chunk ids mean a rerun never duplicates anything. Unchanged files (same
-content hash and chunker settings) are skipped without embedding.
+Three stages overlap: files are read, parsed (PDFs in a limited worker process)
+and chunked by ``parse_workers`` threads; chunks needing vectors are batched
+across files into ``embed_batch_size`` requests, ``embed_concurrency`` at a
+time; a writer thread stores finished files in groups of up to ``write_batch``
+chunks. Memory stays bounded: each stage has a bounded queue in front of it.
+
+Every store write follows the manifest's protocol (pending, write, commit), so
+the process can be killed at any moment; see ``ingest.manifest``.
 """
 
 from __future__ import annotations
 
 import hashlib
+import queue
+import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
-from typing import Any
 
-from ingest.chunker import Chunk, Chunker
-from ingest.loaders import LoadError, load
-from ingest.walker import Candidate, walk
-from rag.errors import RagError
+from ingest.chunker import Chunker
+from ingest.jobs import Job, chunk_file, file_result, hash_file, read_limited
+from ingest.loaders import LoadError
+from ingest.manifest import Committed, Manifest
+from ingest.pdfworker import PdfWorker
+from ingest.report import FileResult, IngestReport, ProgressSink, as_sink
+from ingest.walker import Candidate, Selection, walk
+from rag.errors import (
+    IndexMismatchError,
+    ModelAuthError,
+    ModelNotFoundError,
+    ModelUnreachableError,
+    RagError,
+    StoreError,
+)
 from rag.models import Embedder
 from rag.settings import Settings
-from rag.store import ChromaStore, IndexInfo, StoredChunk, check_compatible
+from rag.store import ChromaStore, IndexInfo, check_compatible
+
+# After this many embedding batches fail in a row the server is down, not a file bad: stop.
+ABORT_AFTER_FAILED_BATCHES = 3
 
 
-@dataclass
-class FileResult:
-    source: str
-    status: str  # added | updated | unchanged | failed | skipped | removed
-    chunks: int = 0
-    error: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"source": self.source, "status": self.status, "chunks": self.chunks, "error": self.error}
-
-
-@dataclass
-class IngestReport:
-    roots: list[str] = field(default_factory=list)
-    files: list[FileResult] = field(default_factory=list)
-    seconds: float = 0.0
-
-    def count(self, status: str) -> int:
-        return sum(1 for f in self.files if f.status == status)
-
-    @property
-    def chunks(self) -> int:
-        return sum(f.chunks for f in self.files if f.status in ("added", "updated"))
-
-    @property
-    def failed(self) -> list[FileResult]:
-        return [f for f in self.files if f.status == "failed"]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "roots": self.roots,
-            "summary": {s: self.count(s) for s in ("added", "updated", "unchanged", "removed", "failed", "skipped")},
-            "chunks_embedded": self.chunks,
-            "seconds": round(self.seconds, 3),
-            "files": [f.to_dict() for f in self.files],
-        }
-
-
-Progress = Callable[[FileResult], None]
-
-
-def chunk_id(root: str, source: str, chunk: Chunk, chunk_hash: str) -> str:
-    key = "\0".join([root, source, str(chunk.page or 0), str(chunk.start), str(chunk.end), chunk_hash])
-    return hashlib.sha256(key.encode("utf-8")).hexdigest()[:32]
+def _fatal(exc: RagError) -> bool:
+    """Errors no other file would escape: the server is down, or refuses our key or model."""
+    return isinstance(exc, ModelUnreachableError | ModelAuthError | ModelNotFoundError | IndexMismatchError)
 
 
 class Ingestor:
     def __init__(
         self,
         settings: Settings,
-        embedder: Embedder,
+        embedder: Callable[[], Embedder],
         store: ChromaStore,
         chunker: Chunker,
-        progress: Progress | None = None,
+        manifest: Manifest,
+        progress: ProgressSink | Callable[[FileResult], None] | None = None,
+        selection: Selection | None = None,
     ) -> None:
         self.settings = settings
-        self.embedder = embedder
+        self._embedder_factory = embedder
         self.store = store
         self.chunker = chunker
-        self.progress = progress or (lambda result: None)
+        self.manifest = manifest
+        self.sink = as_sink(progress)
+        self.selection = selection or Selection()
+        self.model = settings.embed_model_name
+        self._emit_lock = threading.Lock()
+        self._report = IngestReport()
         self._dim: int | None = None
+        self._local = threading.local()
+        self._workers: list[PdfWorker] = []
+        self._workers_lock = threading.Lock()
+        self._writer_error: BaseException | None = None
+        # Test seam: called with each candidate just before it is read (e.g. to delete it).
+        self.before_read: Callable[[Candidate], None] | None = None
 
+    # -- the run -------------------------------------------------------------------------
     def ingest(self, targets: Sequence[Path]) -> IngestReport:
-        started = time.perf_counter()
-        report = IngestReport()
-        current = self.store.info()
-        if current is not None:
-            # Refuse before embedding anything rather than after the first file.
-            check_compatible(current, self.embedder.model, None, self.store.name)
-            self._dim = current.embed_dim
+        started_wall, t0 = time.time(), time.perf_counter()
+        report = self._report = IngestReport()
+        self._check_model()
+        report.recovered = self.recover()
+        candidates: dict[str, Candidate] = {}
+        walked_dirs: list[str] = []
         for target in targets:
             if not target.exists() and not target.is_symlink():
-                raise RagError(f"No such file or folder: {target}", code="not_found", status=404)
-            root, candidates = walk(target)
+                raise RagError(
+                    f"No such file or folder: {target}. To drop a folder that is gone from the index, "
+                    f"use `rag forget {target}`.",
+                    code="not_found",
+                    status=404,
+                )
+            root, cands = walk(target, self.selection)
             report.roots.append(str(root))
-            seen: set[str] = set()
-            for cand in candidates:
-                seen.add(cand.source)
-                result = self._one(cand)
-                report.files.append(result)
-                self.progress(result)
-            if target.resolve().is_dir():
-                for result in self._remove_missing(str(root), seen):
-                    report.files.append(result)
-                    self.progress(result)
-        report.seconds = time.perf_counter() - started
+            self.manifest.add_root(str(root) if target.is_dir() else str(root / target.name), self.selection.describe())
+            if target.is_dir():
+                walked_dirs.append(str(root))
+            for c in cands:
+                candidates.setdefault(c.key, c)
+        self.sink.started(len(candidates), sum(c.size for c in candidates.values()))
+        work = self._plan(list(candidates.values()))
+        try:
+            self._run(work)
+        finally:
+            for w in self._workers:
+                w.close()
+        for walked in walked_dirs:
+            self._remove_missing(walked, set(candidates))
+        report.seconds = time.perf_counter() - t0
+        self.manifest.record_run(started_wall, report.seconds, report.summary() | {"roots": report.roots})
+        self.sink.finished(report)
         return report
 
-    def _one(self, cand: Candidate) -> FileResult:
-        source, root = cand.source, str(cand.root)
-        if cand.kind is None:
-            return FileResult(source, "skipped", error=f"unsupported file type '{cand.path.suffix or cand.path.name}'")
-        try:
-            data = cand.path.read_bytes()
-        except OSError as exc:
-            return FileResult(source, "failed", error=f"cannot read: {exc.strerror or exc}")
-        file_hash = hashlib.sha256(data).hexdigest()
-        existing = self.store.get_metadata({"$and": [{"root": root}, {"source": source}]})
-        if existing and all(
-            m.get("file_hash") == file_hash
-            and m.get("chunk_tokens") == self.chunker.max_tokens
-            and m.get("chunk_overlap") == self.chunker.overlap
-            for m in existing.values()
-        ):
-            return FileResult(source, "unchanged", chunks=len(existing))
-        if not data.strip():
-            result = FileResult(source, "failed", error="empty file")
-        else:
-            try:
-                result = self._index(cand, file_hash, existing)
-            except LoadError as exc:
-                result = FileResult(source, "failed", error=str(exc))
-        if result.status == "failed" and existing:
-            self.store.delete(list(existing))  # the old content no longer exists on disk
-        return result
+    def _emit(self, result: FileResult) -> None:
+        with self._emit_lock:
+            self._report.files.append(result)
+            self.sink.file_done(result)
 
-    def _index(self, cand: Candidate, file_hash: str, existing: dict[str, dict[str, Any]]) -> FileResult:
-        source, root = cand.source, str(cand.root)
-        doc = load(cand.path)
-        stored: list[StoredChunk] = []
-        for unit in doc.units:
-            for chunk in self.chunker.chunk(unit, code=doc.kind == "code"):
-                chash = hashlib.sha256(chunk.text.encode("utf-8")).hexdigest()
-                meta = {
-                    "root": root,
-                    "source": source,
-                    "kind": doc.kind,
-                    "page": chunk.page or 0,
-                    "heading": chunk.heading,
-                    "start": chunk.start,
-                    "end": chunk.end,
-                    "tokens": chunk.tokens,
-                    "file_hash": file_hash,
-                    "chunk_hash": chash,
-                    "chunk_tokens": self.chunker.max_tokens,
-                    "chunk_overlap": self.chunker.overlap,
-                }
-                stored.append(StoredChunk(chunk_id(root, source, chunk, chash), chunk.text, meta))
-        if not stored:
-            return FileResult(source, "failed", error="no text found")
-        vectors = self.embedder.embed_documents([c.text for c in stored])
-        self._ensure_collection(len(vectors[0]))
-        self.store.upsert(stored, vectors)
-        new_ids = {c.id for c in stored}
-        self.store.delete([i for i in existing if i not in new_ids])
-        return FileResult(source, "updated" if existing else "added", chunks=len(stored))
+    # -- settings and recovery ------------------------------------------------------------
+    def _check_model(self) -> None:
+        info = self.store.info()
+        if info is None and self.manifest.counts().get("chunks"):
+            # The collection was dropped behind our back: the manifest describes nothing.
+            self.manifest.clear()
+            self._report.notes.append("the collection was missing; the manifest was reset")
+        if info is not None:
+            check_compatible(info, self.model, None, self.store.name)
+            self._dim = info.embed_dim
+        self.manifest.set_meta(
+            {
+                "embed_model": self.model,
+                "chunk_tokens": self.chunker.max_tokens,
+                "chunk_overlap": self.chunker.overlap,
+                "collection": self.store.name,
+                "store": self.store.location,
+            }
+        )
+
+    def recover(self) -> int:
+        """Make the store and manifest agree after an interrupted run. Returns the
+        number of files that will be re-ingested because of it."""
+        pending = self.manifest.pending()
+        counts = self.manifest.counts()
+        if not pending and counts.get("chunks", 0) == self.store.count():
+            return 0
+        stored = self.store.all_ids()
+        owned = self.manifest.all_chunk_ids()
+        self.store.delete(sorted(stored - owned))  # written but never committed
+        suspect = self.manifest.paths_of_chunks(owned - stored) | {r.path for r in pending}
+        self.manifest.invalidate(sorted(suspect))
+        return len(suspect)
+
+    # -- planning: what needs work --------------------------------------------------------
+    def _plan(self, candidates: list[Candidate]) -> list[Job]:
+        work: list[Job] = []
+        tokens, overlap = self.chunker.max_tokens, self.chunker.overlap
+        for cand in candidates:
+            if cand.skip_reason:
+                self._emit(FileResult(cand.source, "skipped", error=cand.skip_reason, root=str(cand.root)))
+                continue
+            if cand.kind is None and cand.error is None:
+                ext = cand.path.suffix or cand.path.name
+                self._emit(FileResult(cand.source, "skipped", error=f"unsupported file type '{ext}'"))
+                continue
+            row = self.manifest.get(cand.key)
+            job = Job(cand, row)
+            same_stat = row is not None and (row.size, row.mtime_ns) == (cand.size, cand.mtime_ns)
+            if cand.error is not None:
+                job.fail(cand.error)
+            elif (
+                row is not None
+                and same_stat
+                and row.status == "ok"
+                and row.hash
+                and (row.chunk_tokens, row.chunk_overlap) == (tokens, overlap)
+            ):
+                self._emit(FileResult(row.source, "unchanged", chunks=row.chunks, bytes=cand.size, root=row.root))
+                continue
+            elif row is not None and same_stat and row.status == "failed" and row.error_kind == "load":
+                # The file has not changed since it failed to load: it would fail the same way.
+                self._emit(FileResult(row.source, "failed", error=row.error, bytes=cand.size, root=row.root))
+                continue
+            work.append(job)
+        return work
+
+    # -- the pipeline ------------------------------------------------------------------------
+    def _run(self, work: list[Job]) -> None:
+        s = self.settings
+        write_q: queue.Queue[Job | None] = queue.Queue(maxsize=max(8, s.write_batch // 8))
+        writer = threading.Thread(target=self._writer_loop, args=(write_q,), name="rag-writer", daemon=True)
+        writer.start()
+        inflight: dict[Future[list[list[float]]], list[tuple[Job, int]]] = {}
+        failed_batches = 0
+        abort: RagError | None = None
+
+        def send(job: Job) -> None:
+            if not job.sent:
+                job.sent = True
+                write_q.put(job)
+
+        def drain(block: bool) -> None:
+            nonlocal failed_batches, abort
+            if not inflight:
+                return
+            done, _ = wait(list(inflight), timeout=None if block else 0, return_when=FIRST_COMPLETED)
+            for fut in done:
+                items = inflight.pop(fut)
+                try:
+                    vectors = fut.result()
+                except RagError as exc:
+                    failed_batches += 1
+                    if failed_batches >= ABORT_AFTER_FAILED_BATCHES or _fatal(exc):
+                        abort = exc
+                        if _fatal(exc):
+                            continue  # not the files' fault: leave them for the next run
+                    for job, _ in items:
+                        if not job.sent:
+                            job.fail(f"embedding failed: {exc.message}", kind="model")
+                            send(job)
+                    continue
+                failed_batches = 0
+                for (job, i), vec in zip(items, vectors, strict=True):
+                    job.vectors[i] = vec
+                    job.missing -= 1
+                    if job.missing == 0:
+                        send(job)
+
+        def submit(items: list[tuple[Job, int]]) -> None:
+            while len(inflight) >= s.embed_concurrency * 2:
+                drain(block=True)
+            texts = [job.chunks[i].text for job, i in items]
+            inflight[embed_pool.submit(self._embed, texts)] = items
+
+        buffer: list[tuple[Job, int]] = []
+        lookahead: deque[tuple[Job, Future[None]]] = deque()
+        todo = iter(work)
+        with (
+            ThreadPoolExecutor(s.parse_workers, thread_name_prefix="rag-parse") as parse_pool,
+            ThreadPoolExecutor(s.embed_concurrency, thread_name_prefix="rag-embed") as embed_pool,
+        ):
+            try:
+                while True:
+                    while len(lookahead) < s.parse_workers * 4 and abort is None and self._writer_error is None:
+                        job = next(todo, None)
+                        if job is None:
+                            break
+                        lookahead.append((job, parse_pool.submit(self._parse, job)))
+                    if not lookahead or abort is not None:
+                        break
+                    job, fut = lookahead.popleft()
+                    fut.result()
+                    if job.state != "index" or job.missing == 0:
+                        send(job)
+                    else:
+                        buffer.extend((job, i) for i, v in enumerate(job.vectors) if v is None)
+                        while len(buffer) >= s.embed_batch_size:
+                            submit(buffer[: s.embed_batch_size])
+                            buffer = buffer[s.embed_batch_size :]
+                    drain(block=False)
+                if buffer and abort is None:
+                    submit(buffer)
+                while inflight:
+                    drain(block=True)
+            finally:
+                write_q.put(None)
+                writer.join()
+        if self._writer_error is not None:
+            raise self._writer_error
+        if abort is not None and _fatal(abort):
+            raise abort
+        if abort is not None:
+            raise type(abort)(
+                f"Stopped after {ABORT_AFTER_FAILED_BATCHES} embedding requests in a row failed: {abort.message} "
+                "Files finished so far are kept; run the same command again to continue.",
+                code=abort.code,
+            )
+
+    def _parse(self, job: Job) -> None:
+        if job.state != "index":
+            return
+        cand = job.cand
+        if self.before_read is not None:
+            self.before_read(cand)
+        if cand.size == 0:
+            job.state = "empty"
+            return
+        try:
+            if cand.kind == "pdf":
+                job.file_hash = hash_file(cand.path)
+            else:
+                data = read_limited(cand.path, self.settings.max_file_mb)
+                job.file_hash = hashlib.sha256(data).hexdigest()
+            row = job.row
+            same_settings = row is not None and (row.chunk_tokens, row.chunk_overlap) == (
+                self.chunker.max_tokens,
+                self.chunker.overlap,
+            )
+            if row is not None and row.status == "ok" and row.hash == job.file_hash and same_settings:
+                job.state = "touch"
+                return
+            if cand.kind == "pdf":
+                units = self._pdf_worker().load(cand.path)
+                chunk_file(job, self.chunker, units, None)
+            else:
+                chunk_file(job, self.chunker, None, data)
+        except FileNotFoundError:
+            job.state = "gone"
+            return
+        except LoadError as exc:
+            job.fail(str(exc))
+            return
+        except OSError as exc:
+            from ingest.walker import _stat_error
+
+            job.fail(_stat_error(cand.path, exc))
+            return
+        if job.state == "index":
+            self._reuse(job)
+
+    def _pdf_worker(self) -> PdfWorker:
+        worker: PdfWorker | None = getattr(self._local, "pdf", None)
+        if worker is None:
+            worker = PdfWorker(self.settings.pdf_timeout, self.settings.pdf_memory_mb)
+            self._local.pdf = worker
+            with self._workers_lock:
+                self._workers.append(worker)
+        return worker
+
+    def _reuse(self, job: Job) -> None:
+        """Vectors for chunk texts already in the index (renamed, copied or partly edited files)."""
+        by_hash = self.manifest.find_by_chunk_hash(c.metadata["chunk_hash"] for c in job.chunks)
+        if not by_hash:
+            return
+        try:
+            vectors = self.store.get_embeddings(sorted(set(by_hash.values())))
+        except Exception:  # reuse is an optimisation; embedding again is always correct
+            return
+        for i, chunk in enumerate(job.chunks):
+            cid = by_hash.get(chunk.metadata["chunk_hash"])
+            if cid is not None and cid in vectors and job.vectors[i] is None:
+                job.vectors[i] = vectors[cid]
+                job.missing -= 1
+                job.reused += 1
+
+    def _embed(self, texts: list[str]) -> list[list[float]]:
+        return self._embedder_factory().embed_documents(texts)
+
+    # -- the writer -----------------------------------------------------------------------------
+    def _writer_loop(self, q: queue.Queue[Job | None]) -> None:
+        finished = False
+        while not finished:
+            item = q.get()
+            if item is None:
+                return
+            group, size = [item], len(item.chunks)
+            while size < self.settings.write_batch:
+                try:
+                    nxt = q.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    finished = True
+                    break
+                group.append(nxt)
+                size += len(nxt.chunks)
+            if self._writer_error is None:
+                try:
+                    self._write(group)
+                except BaseException as exc:  # handed to the main thread, which raises it
+                    self._writer_error = exc
+
+    def _write(self, group: list[Job]) -> None:
+        m, store = self.manifest, self.store
+        stored = [j for j in group if j.state == "index"]
+        dropping = [j for j in group if j.state in ("failed", "gone", "empty") and j.row is not None]
+        old = {j.cand.key: m.chunk_ids(j.cand.key) for j in stored + dropping}
+        m.mark_pending(
+            [(j.cand.key, str(j.cand.root), j.source, [c.id for c in j.chunks]) for j in stored]
+            + [(j.cand.key, str(j.cand.root), j.source, []) for j in dropping]
+        )
+        try:
+            if stored:
+                self._ensure_collection(len(next(v for j in stored for v in j.vectors if v is not None)))
+                store.upsert(
+                    [c for j in stored for c in j.chunks],
+                    [v for j in stored for v in j.vectors if v is not None],
+                )
+            keep = {c.id for j in stored for c in j.chunks}
+            store.delete(sorted({i for ids in old.values() for i in ids} - keep))
+        except RagError:
+            raise
+        except Exception as exc:
+            raise StoreError(f"Writing to the index at {store.location} failed: {exc}") from exc
+        m.commit(
+            [
+                Committed(
+                    j.cand.key,
+                    str(j.cand.root),
+                    j.source,
+                    j.kind,
+                    j.cand.size,
+                    j.cand.mtime_ns,
+                    j.file_hash,
+                    self.chunker.max_tokens,
+                    self.chunker.overlap,
+                    [(c.id, c.metadata["chunk_hash"]) for c in j.chunks],
+                )
+                for j in stored
+            ]
+        )
+        for j in group:
+            if j.state == "failed":
+                m.record_failure(
+                    j.cand.key,
+                    str(j.cand.root),
+                    j.source,
+                    j.cand.kind,
+                    j.cand.size,
+                    j.cand.mtime_ns,
+                    j.error or "failed",
+                    j.error_kind,
+                )
+            elif j.state in ("gone", "empty"):
+                m.forget([j.cand.key])
+            elif j.state == "touch":
+                m.touch(j.cand.key, j.cand.size, j.cand.mtime_ns)
+        for j in group:
+            self._emit(file_result(j))
 
     def _ensure_collection(self, dim: int) -> None:
         if self._dim is None or self.store.info() is None:
-            self.store.ensure(IndexInfo(self.embedder.model, dim, self.chunker.max_tokens, self.chunker.overlap))
+            self.store.ensure(IndexInfo(self.model, dim, self.chunker.max_tokens, self.chunker.overlap))
             self._dim = dim
         elif dim != self._dim:
-            check_compatible(IndexInfo(self.embedder.model, self._dim, 0, 0), self.embedder.model, dim, self.store.name)
+            raise IndexMismatchError(
+                f"The embedding server returned {dim}-dimensional vectors for '{self.model}', but the index "
+                f"holds {self._dim}-dimensional ones. Run `rag reindex` to rebuild it with the current model."
+            )
+        else:
+            self.store.ensure(IndexInfo(self.model, dim, self.chunker.max_tokens, self.chunker.overlap))
 
-    def _remove_missing(self, root: str, seen: set[str]) -> list[FileResult]:
-        by_source: dict[str, list[str]] = {}
-        for cid, meta in self.store.get_metadata({"root": root}).items():
-            by_source.setdefault(str(meta.get("source")), []).append(cid)
-        results = []
-        for source, ids in sorted(by_source.items()):
-            if source not in seen:
-                self.store.delete(ids)
-                results.append(FileResult(source, "removed", chunks=len(ids)))
-        return results
+    # -- deleted files -----------------------------------------------------------------------------
+    def _remove_missing(self, root: str, seen: set[str]) -> None:
+        gone = [r for r in self.manifest.files(prefix=root) if r.path not in seen]
+        for i in range(0, len(gone), 500):
+            part = gone[i : i + 500]
+            ids = {r.path: self.manifest.chunk_ids(r.path) for r in part}
+            self.manifest.mark_pending([(r.path, r.root, r.source, []) for r in part])
+            self.store.delete([cid for v in ids.values() for cid in v] + [p for r in part for p in r.pending_ids])
+            self.manifest.forget([r.path for r in part])
+            for r in part:
+                self._emit(FileResult(r.source, "removed", chunks=len(ids[r.path]), root=r.root))
+
+
+def forget(manifest: Manifest, store: ChromaStore, path: str) -> list[str]:
+    """Drop ``path`` (a file, or every file under a folder) from the index. Returns the sources dropped."""
+    rows = manifest.files(prefix=path)
+    if not rows:
+        return []
+    ids = [cid for r in rows for cid in manifest.chunk_ids(r.path)]
+    manifest.mark_pending([(r.path, r.root, r.source, []) for r in rows])
+    store.delete(ids + [p for r in rows for p in r.pending_ids])
+    manifest.forget([r.path for r in rows])
+    return [r.source for r in rows]

@@ -11,6 +11,7 @@ from rag.errors import (
     ModelNotFoundError,
     ModelServerError,
     ModelTimeoutError,
+    ModelUnreachableError,
     RagError,
     StoreError,
 )
@@ -36,6 +37,7 @@ __all__ = [
     "ModelNotFoundError",
     "ModelServerError",
     "ModelTimeoutError",
+    "ModelUnreachableError",
     "OpenAIChat",
     "OpenAIEmbedder",
     "Rag",

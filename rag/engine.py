@@ -25,7 +25,9 @@ from rag.settings import Settings
 from rag.store import ChromaStore, Hit, check_compatible
 
 if TYPE_CHECKING:  # ingest imports rag; import it lazily at run time
-    from ingest.pipeline import FileResult, IngestReport
+    from ingest.manifest import Manifest
+    from ingest.report import FileResult, IngestReport, ProgressSink
+    from ingest.walker import Selection
 
 
 @dataclass
@@ -125,6 +127,7 @@ class Rag:
         self._store = store
         self._embedded: EmbeddedServer | None = None
         self._models: EmbeddedModels | None = None
+        self._manifest: Manifest | None = None
 
     # -- components, built on first use ------------------------------------------------
     def _embedded_url(self) -> str:
@@ -164,15 +167,69 @@ class Rag:
             self._store = ChromaStore(self.settings)
         return self._store
 
+    @property
+    def manifest(self) -> Manifest:
+        if self._manifest is None:
+            from ingest.manifest import Manifest, manifest_path
+
+            s = self.settings
+            self._manifest = Manifest(manifest_path(s.index_dir, s.collection, s.chroma_url))
+        return self._manifest
+
     # -- the three jobs -------------------------------------------------------------------
-    def ingest(self, paths: Sequence[str | Path], progress: Callable[[FileResult], None] | None = None) -> IngestReport:
+    def ingest(
+        self,
+        paths: Sequence[str | Path],
+        progress: ProgressSink | Callable[[FileResult], None] | None = None,
+        selection: Selection | None = None,
+    ) -> IngestReport:
+        """Index files and folders; rerunning it only does what changed. See ``ingest.pipeline``."""
+        return self._ingestor(progress, selection).ingest([Path(p) for p in paths])
+
+    def _ingestor(self, progress: Any = None, selection: Selection | None = None) -> Any:
         from ingest.chunker import Chunker
         from ingest.pipeline import Ingestor
         from ingest.tokens import default_counter
 
-        chunker = Chunker(default_counter(), self.settings.chunk_tokens, self.settings.chunk_overlap)
-        ingestor = Ingestor(self.settings, self.embedder, self.store, chunker, progress)
-        return ingestor.ingest([Path(p) for p in paths])
+        s = self.settings
+        # Never hand the model more than it takes: it would truncate silently or refuse.
+        size = min(s.chunk_tokens, s.embed_max_tokens - 8)
+        chunker = Chunker(default_counter(), size, min(s.chunk_overlap, size // 2))
+        return Ingestor(s, lambda: self.embedder, self.store, chunker, self.manifest, progress, selection)
+
+    def forget(self, path: str | Path) -> list[str]:
+        """Remove a file, or every file under a folder, from the index (it need not exist on disk)."""
+        from ingest.pipeline import forget
+
+        target = str(Path(path).expanduser().absolute())
+        dropped = forget(self.manifest, self.store, target)
+        self.manifest.forget_root(target)
+        return dropped
+
+    def reindex(self, progress: ProgressSink | Callable[[FileResult], None] | None = None) -> IngestReport:
+        """Rebuild the collection from scratch with the current settings (e.g. a new
+        embedding model), re-ingesting every folder ingested before, with the same selection."""
+        from ingest.walker import Selection
+
+        roots = self.manifest.roots()
+        if not roots:
+            raise InvalidRequestError("Nothing to re-index: no folder has been ingested into this collection yet.")
+        present = [(p, sel) for p, sel in roots if Path(p).exists()]
+        self.store.drop()
+        self.manifest.clear(roots=True)
+        if not present:
+            raise InvalidRequestError("None of the ingested folders exists any more: " + ", ".join(p for p, _ in roots))
+        report: IngestReport | None = None
+        for path, sel in present:
+            part = self.ingest([path], progress, Selection(**sel))
+            if report is None:
+                report = part
+            else:
+                report.roots += part.roots
+                report.files += part.files
+                report.seconds += part.seconds
+        assert report is not None
+        return report
 
     def search(self, query: str, k: int | None = None) -> list[Hit]:
         query = (query or "").strip()
@@ -216,11 +273,15 @@ class Rag:
     # -- housekeeping ------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
         info = self.store.info()
+        counts = self.manifest.counts()
         return {
             "index": self.store.location,
             "collection": self.settings.collection,
+            "manifest": str(self.manifest.path),
+            "files": counts.get("ok", 0),
+            "failed": counts.get("failed", 0),
+            "stale": counts.get("stale", 0) + counts.get("pending", 0),
             "chunks": self.store.count(),
-            "files": len(list(self.store.sources())),
             "embed_model": info.embed_model if info else None,
             "embed_dim": info.embed_dim if info else None,
             "chunk_tokens": info.chunk_tokens if info else self.settings.chunk_tokens,
@@ -228,10 +289,20 @@ class Rag:
             "chat_model": self.settings.chat_model_name,
             "backend": self.settings.base_url or "embedded",
             "embed_backend": self.settings.embed_base_url or self.settings.base_url or "embedded",
+            "roots": [p for p, _ in self.manifest.roots()],
+            "last_run": self.manifest.last_run(),
+            "failures": [
+                {"source": r.source, "root": r.root, "error": r.error} for r in self.manifest.files(status="failed")
+            ],
         }
+
+    def sources(self) -> list[tuple[str, int]]:
+        """(source, chunks) for every ingested file."""
+        return list(self.manifest.iter_sources())
 
     def reset(self) -> None:
         self.store.drop()
+        self.manifest.clear(roots=True)
 
     def _k(self, k: int | None) -> int:
         k = self.settings.top_k if k is None else k
@@ -240,6 +311,9 @@ class Rag:
         return k
 
     def close(self) -> None:
+        if self._manifest is not None:
+            self._manifest.close()
+            self._manifest = None
         if self._embedded is not None:
             self._embedded.stop()
             self._embedded = None

@@ -51,6 +51,10 @@ class ModelAuthError(ModelServerError):
     code = "model_auth_failed"
 
 
+class ModelUnreachableError(ModelServerError):
+    """Nothing answers at the configured URL (same code as other server failures)."""
+
+
 class ModelTimeoutError(ModelServerError):
     code = "model_timeout"
     status = 504

@@ -19,6 +19,7 @@ from rag.errors import (
     ModelNotFoundError,
     ModelServerError,
     ModelTimeoutError,
+    ModelUnreachableError,
     RagError,
 )
 
@@ -75,7 +76,7 @@ def translate_error(exc: Exception, *, what: str, base_url: str, model: str) -> 
     if isinstance(exc, openai.APITimeoutError):
         return ModelTimeoutError(f"The {where} did not answer in time. Is it overloaded? Raise RAG_REQUEST_TIMEOUT.")
     if isinstance(exc, openai.APIConnectionError):
-        return ModelServerError(
+        return ModelUnreachableError(
             f"Cannot reach the {where}. Start the server, or fix RAG_BASE_URL / RAG_EMBED_BASE_URL "
             "(unset both to use the embedded models)."
         )

@@ -41,7 +41,18 @@ class Settings(BaseSettings):
     # -- chunking and embedding ----------------------------------------------
     chunk_tokens: int = Field(128, ge=16, le=8192)
     chunk_overlap: int = Field(16, ge=0)
-    embed_batch_size: int = Field(32, ge=1, le=2048)
+    embed_batch_size: int = Field(32, ge=1, le=2048, description="Texts per /v1/embeddings request.")
+    embed_concurrency: int = Field(2, ge=1, le=64, description="Embedding requests in flight at once.")
+    embed_max_tokens: int = Field(
+        512, ge=16, description="The embedding model's input limit; chunks are never larger (never truncated)."
+    )
+
+    # -- ingest -------------------------------------------------------------
+    parse_workers: int = Field(2, ge=1, le=64, description="Files read and chunked in parallel.")
+    pdf_timeout: float = Field(60.0, gt=0, description="Seconds one PDF may take to parse before it is failed.")
+    pdf_memory_mb: int = Field(1024, ge=128, description="Memory limit of the PDF parser process.")
+    max_file_mb: float = Field(20.0, gt=0, description="Larger non-PDF files are reported and skipped.")
+    write_batch: int = Field(1000, ge=1, description="Chunks per Chroma write (capped at Chroma's maximum).")
 
     # -- answering ----------------------------------------------------------
     top_k: int = Field(4, ge=1, le=100)

@@ -65,6 +65,13 @@ class VectorStore(Protocol):
 
     def delete(self, ids: Sequence[str]) -> None: ...
 
+    @property
+    def max_batch(self) -> int: ...
+
+    def get_embeddings(self, ids: Sequence[str]) -> dict[str, list[float]]: ...
+
+    def all_ids(self) -> set[str]: ...
+
     def get_metadata(self, where: dict[str, Any]) -> dict[str, dict[str, Any]]: ...
 
     def query(self, embedding: Sequence[float], k: int) -> list[Hit]: ...
@@ -164,7 +171,7 @@ class ChromaStore:
     # -- data -------------------------------------------------------------------
     def upsert(self, chunks: Sequence[StoredChunk], embeddings: Sequence[Sequence[float]]) -> None:
         col = self._require()
-        step = max(1, min(self.client.get_max_batch_size(), 1000))
+        step = min(self.max_batch, 1000)
         for i in range(0, len(chunks), step):
             part = chunks[i : i + step]
             col.upsert(
@@ -178,9 +185,40 @@ class ChromaStore:
         if not ids:
             return
         col = self._require()
-        step = max(1, min(self.client.get_max_batch_size(), 1000))
+        step = min(self.max_batch, 5000)
         for i in range(0, len(ids), step):
             col.delete(ids=list(ids[i : i + step]))
+
+    @property
+    def max_batch(self) -> int:
+        return max(1, int(self.client.get_max_batch_size()))
+
+    def get_embeddings(self, ids: Sequence[str]) -> dict[str, list[float]]:
+        """Stored vectors by id (ids that are not stored are left out)."""
+        col = self._get()
+        if col is None or not ids:
+            return {}
+        out: dict[str, list[float]] = {}
+        step = min(self.max_batch, 1000)
+        for i in range(0, len(ids), step):
+            got = col.get(ids=list(ids[i : i + step]), include=["embeddings"])
+            for cid, vec in zip(got["ids"], got["embeddings"] if got["embeddings"] is not None else [], strict=False):
+                out[cid] = [float(x) for x in vec]
+        return out
+
+    def all_ids(self) -> set[str]:
+        col = self._get()
+        if col is None:
+            return set()
+        ids: set[str] = set()
+        page = 5000
+        offset = 0
+        while True:
+            got = col.get(include=[], limit=page, offset=offset)
+            ids.update(got["ids"])
+            if len(got["ids"]) < page:
+                return ids
+            offset += page
 
     def get_metadata(self, where: dict[str, Any]) -> dict[str, dict[str, Any]]:
         col = self._get()
@@ -253,7 +291,6 @@ def check_compatible(current: IndexInfo, model: str, dim: int | None, collection
             f"The collection '{collection}' was built with embedding model '{current.embed_model}' "
             f"({current.embed_dim} dimensions), but RAG_EMBED_MODEL is now '{model}'"
             + (f" ({dim} dimensions)" if dim else "")
-            + ". Re-index with `rag reset --yes` and `rag ingest PATH`, "
+            + ". Run `rag reindex` to re-embed everything with the new model, "
             "or keep both with `--collection NEW_NAME`."
         )
-

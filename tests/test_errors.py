@@ -24,6 +24,7 @@ from rag import (
     ModelNotFoundError,
     ModelServerError,
     ModelTimeoutError,
+    ModelUnreachableError,
     Rag,
     Settings,
 )
@@ -67,7 +68,8 @@ def one_error_line(proc: CompletedProcess[str]) -> str:
     """Assert the CLI failed cleanly: exit 1, no traceback, one ``Error:`` line on stderr."""
     assert proc.returncode == 1, (proc.returncode, proc.stdout, proc.stderr)
     assert "Traceback" not in proc.stderr
-    lines = proc.stderr.strip().splitlines()
+    # `rag ingest` announces its work first ("ingesting N files"); nothing else may precede the error.
+    lines = [ln for ln in proc.stderr.strip().splitlines() if not ln.startswith("ingesting ")]
     assert len(lines) == 1, proc.stderr
     assert lines[0].startswith("Error:"), proc.stderr
     return lines[0]
@@ -195,7 +197,7 @@ def test_cli_embedding_model_mismatch(command: str, index_dir: Path, fake_server
     env = cli_env(index_dir, fake_server.base_url) | {"RAG_EMBED_MODEL": OTHER_EMBED}
     line = one_error_line(run_cli(*args, env=env, timeout=CLI_TIMEOUT))
     assert f"'{EMBED}'" in line and f"'{OTHER_EMBED}'" in line
-    assert "rag reset" in line
+    assert "rag reindex" in line
     assert "--collection" in line
     assert fake_server.requests == []  # refused before embedding anything
 
@@ -239,7 +241,7 @@ def test_http_backend_down(index_dir: Path, client_factory: Any) -> None:
     url = dead_url()
     client = client_factory(make_settings(index_dir, url))
     err = assert_error_body(client.post("/query", json={"question": "warranty?"}), 502, "model_server_error")
-    assert err["type"] == "ModelServerError"
+    assert err["type"] == "ModelUnreachableError"
     assert url in err["message"]
     assert_error_body(client.post("/search", json={"query": "warranty"}), 502, "model_server_error")
 
@@ -353,7 +355,7 @@ def test_library_stream_yields_error_event_when_backend_down(index_dir: Path) ->
     assert [e.type for e in events] == ["error"]
     data = events[0].data
     assert data["code"] == "model_server_error"
-    assert data["type"] == "ModelServerError"
+    assert data["type"] == "ModelUnreachableError"
     assert data["status"] == 502
     assert url in data["message"]
 
@@ -362,7 +364,7 @@ def test_library_ask_raises_model_server_error_when_backend_down(index_dir: Path
     url = dead_url()
     with pytest.raises(ModelServerError, match="Cannot reach") as info:
         Rag(make_settings(index_dir, url)).ask("How long is the warranty?")
-    assert type(info.value) is ModelServerError
+    assert type(info.value) is ModelUnreachableError  # a ModelServerError
     assert url in info.value.message
 
 
@@ -402,7 +404,7 @@ def test_library_ask_mid_stream_drop_raises_model_server_error(index_dir: Path, 
 
 def test_library_embedding_model_mismatch(index_dir: Path, fake_server: FakeOpenAIServer) -> None:
     rag = Rag(make_settings(index_dir, fake_server.base_url, embed_model=OTHER_EMBED))
-    with pytest.raises(IndexMismatchError, match="rag reset") as info:
+    with pytest.raises(IndexMismatchError, match="rag reindex") as info:
         rag.ask("How long is the warranty?")
     assert "--collection" in info.value.message
     assert info.value.code == "index_mismatch" and info.value.status == 409
@@ -418,4 +420,4 @@ def test_http_embedding_model_mismatch(index_dir: Path, fake_server: FakeOpenAIS
     client = client_factory(make_settings(index_dir, fake_server.base_url, embed_model=OTHER_EMBED))
     err = assert_error_body(client.post("/query", json={"question": "warranty?"}), 409, "index_mismatch")
     assert err["type"] == "IndexMismatchError"
-    assert "rag reset" in err["message"] and "--collection" in err["message"]
+    assert "rag reindex" in err["message"] and "--collection" in err["message"]

@@ -69,7 +69,7 @@ def test_unreadable_and_unsupported_files_are_reported(settings: Settings, data_
     with Rag(settings) as r:
         report = r.ingest([data_copy])
     by = {f.source: f for f in report.files}
-    assert by["empty.txt"].status == "failed" and "empty" in (by["empty.txt"].error or "")
+    assert by["empty.txt"].status == "skipped" and "empty" in (by["empty.txt"].error or "")  # not a failure
     assert by["junk.txt"].status == "failed" and "binary" in (by["junk.txt"].error or "")
     assert by["broken.pdf"].status == "failed" and "PDF" in (by["broken.pdf"].error or "")
     assert by["image.png"].status == "skipped"
@@ -104,7 +104,7 @@ def test_other_embedding_model_is_refused(settings: Settings) -> None:
     with Rag(settings) as r:
         r.ingest([DATA / "returns-policy.md"])
     other = Settings(index_dir=settings.index_dir, embed_model="another-model", embed_base_url=None)
-    with Rag(other) as r2, pytest.raises(IndexMismatchError, match="rag reset"):
+    with Rag(other) as r2, pytest.raises(IndexMismatchError, match="rag reindex"):
         r2.ingest([DATA / "returns-policy.md"])
 
 

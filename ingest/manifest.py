@@ -1,0 +1,364 @@
+"""The ingest manifest: one SQLite file beside the index recording, per file, what
+is in the vector store and why.
+
+It is what makes reruns cheap (size + mtime, then content hash), renames free
+(embeddings are found again by chunk hash) and crashes harmless: before the
+store is touched for a file, the ids about to be written are recorded as
+*pending* in a committed transaction. A run that finds pending rows (a previous
+run died mid-write) reconciles the store against the manifest first: ids the
+manifest does not own are deleted, and files whose committed chunks are missing
+are re-ingested.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS roots (path TEXT PRIMARY KEY, last_run REAL, selection TEXT);
+CREATE TABLE IF NOT EXISTS files (
+    path TEXT PRIMARY KEY,          -- absolute path: the file's identity
+    root TEXT NOT NULL,             -- the ingested folder it was found under
+    source TEXT NOT NULL,           -- path relative to root: what citations show
+    kind TEXT,
+    size INTEGER,
+    mtime_ns INTEGER,
+    hash TEXT,                      -- sha256 of the content; NULL forces a re-ingest
+    chunk_tokens INTEGER,
+    chunk_overlap INTEGER,
+    status TEXT NOT NULL,           -- ok | failed | pending
+    error TEXT,
+    error_kind TEXT,                -- load (the file itself) | model | store (may pass on retry)
+    chunks INTEGER NOT NULL DEFAULT 0,
+    pending_ids TEXT,               -- JSON ids being written while status is pending
+    updated REAL
+);
+CREATE TABLE IF NOT EXISTS chunks (
+    id TEXT PRIMARY KEY,            -- committed: present in the vector store
+    path TEXT NOT NULL,
+    hash TEXT NOT NULL              -- sha256 of the chunk text, to reuse embeddings
+);
+CREATE INDEX IF NOT EXISTS chunks_path ON chunks (path);
+CREATE INDEX IF NOT EXISTS chunks_hash ON chunks (hash);
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    started REAL NOT NULL,
+    seconds REAL NOT NULL,
+    summary TEXT NOT NULL
+);
+"""
+
+
+@dataclass
+class FileRow:
+    path: str
+    root: str
+    source: str
+    kind: str | None
+    size: int | None
+    mtime_ns: int | None
+    hash: str | None
+    chunk_tokens: int | None
+    chunk_overlap: int | None
+    status: str
+    error: str | None
+    error_kind: str | None
+    chunks: int
+    pending_ids: list[str]
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> FileRow:
+        d = dict(row)
+        d["pending_ids"] = json.loads(d["pending_ids"] or "[]")
+        d.pop("updated", None)
+        return cls(**d)
+
+
+@dataclass
+class Committed:
+    """What a file holds in the store after a successful write."""
+
+    path: str
+    root: str
+    source: str
+    kind: str
+    size: int
+    mtime_ns: int
+    hash: str
+    chunk_tokens: int
+    chunk_overlap: int
+    chunks: list[tuple[str, str]]  # (chunk id, chunk hash)
+
+
+def under(prefix: str) -> tuple[str, str]:
+    """SQL LIKE-free bounds for paths equal to or inside ``prefix``."""
+    return prefix.rstrip("/") + "/", prefix.rstrip("/") + "0"  # '0' sorts right after '/'
+
+
+def manifest_path(index_dir: Path, collection: str, chroma_url: str | None) -> Path:
+    """One manifest per collection and store, in the local index directory (also in
+    server mode: the manifest belongs to the machine that ingests)."""
+    if chroma_url:
+        url = urlparse(chroma_url)
+        where = f"{url.hostname or 'localhost'}_{url.port or 8000}"
+        return index_dir / "manifests" / f"{collection}@{where}.sqlite"
+    return index_dir / "manifests" / f"{collection}.sqlite"
+
+
+class Manifest:
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._lock = threading.RLock()
+        self.db = self._connect()
+        with self._lock, self.db:
+            self.db.executescript(SCHEMA)
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
+        db.row_factory = sqlite3.Row
+        # WAL: a killed process loses no committed transaction, and readers do not block the writer.
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        return db
+
+    def close(self) -> None:
+        with self._lock:
+            self.db.close()
+
+    def _tx(self) -> Any:
+        """``with self._tx():`` one IMMEDIATE transaction."""
+        manifest = self
+
+        class _Tx:
+            def __enter__(self) -> sqlite3.Connection:
+                manifest._lock.acquire()
+                manifest.db.execute("BEGIN IMMEDIATE")
+                return manifest.db
+
+            def __exit__(self, exc_type: object, *rest: object) -> None:
+                try:
+                    manifest.db.execute("ROLLBACK" if exc_type else "COMMIT")
+                finally:
+                    manifest._lock.release()
+
+        return _Tx()
+
+    # -- settings and bookkeeping -----------------------------------------------------------
+    def get_meta(self) -> dict[str, str]:
+        with self._lock:
+            return {r["key"]: r["value"] for r in self.db.execute("SELECT key, value FROM meta")}
+
+    def set_meta(self, values: dict[str, Any]) -> None:
+        with self._tx() as db:
+            db.executemany(
+                "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                [(k, str(v)) for k, v in values.items()],
+            )
+
+    def add_root(self, root: str, selection: dict[str, Any]) -> None:
+        """Remember what was ingested and how, so `rag reindex` can do it again."""
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO roots (path, last_run, selection) VALUES (?, ?, ?) ON CONFLICT(path) DO UPDATE "
+                "SET last_run = excluded.last_run, selection = excluded.selection",
+                (root, time.time(), json.dumps(selection)),
+            )
+
+    def roots(self) -> list[tuple[str, dict[str, Any]]]:
+        with self._lock:
+            rows = self.db.execute("SELECT path, selection FROM roots ORDER BY path").fetchall()
+        return [(r["path"], json.loads(r["selection"] or "{}")) for r in rows]
+
+    def forget_root(self, prefix: str) -> None:
+        lo, hi = under(prefix)
+        with self._tx() as db:
+            db.execute("DELETE FROM roots WHERE path = ? OR (path >= ? AND path < ?)", (prefix.rstrip("/"), lo, hi))
+
+    def record_run(self, started: float, seconds: float, summary: dict[str, Any]) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO runs (started, seconds, summary) VALUES (?, ?, ?)",
+                (started, seconds, json.dumps(summary)),
+            )
+
+    def last_run(self) -> dict[str, Any] | None:
+        with self._lock:
+            row = self.db.execute("SELECT * FROM runs ORDER BY id DESC LIMIT 1").fetchone()
+        if row is None:
+            return None
+        return {"started": row["started"], "seconds": row["seconds"], **json.loads(row["summary"])}
+
+    def clear(self, *, roots: bool = False) -> None:
+        with self._tx() as db:
+            db.execute("DELETE FROM files")
+            db.execute("DELETE FROM chunks")
+            db.execute("DELETE FROM meta")
+            if roots:
+                db.execute("DELETE FROM roots")
+                db.execute("DELETE FROM runs")
+
+    # -- files -------------------------------------------------------------------------------
+    def get(self, path: str) -> FileRow | None:
+        with self._lock:
+            row = self.db.execute("SELECT * FROM files WHERE path = ?", (path,)).fetchone()
+        return FileRow.from_row(row) if row else None
+
+    def files(self, prefix: str | None = None, status: str | None = None) -> list[FileRow]:
+        sql, args = "SELECT * FROM files WHERE 1=1", []
+        if prefix is not None:
+            lo, hi = under(prefix)
+            sql += " AND (path = ? OR (path >= ? AND path < ?))"
+            args += [prefix.rstrip("/"), lo, hi]
+        if status is not None:
+            sql += " AND status = ?"
+            args.append(status)
+        with self._lock:
+            return [FileRow.from_row(r) for r in self.db.execute(sql + " ORDER BY path", args)]
+
+    def paths(self, prefix: str) -> list[str]:
+        lo, hi = under(prefix)
+        with self._lock:
+            rows = self.db.execute(
+                "SELECT path FROM files WHERE path = ? OR (path >= ? AND path < ?)", (prefix.rstrip("/"), lo, hi)
+            )
+            return [r["path"] for r in rows]
+
+    def chunk_ids(self, path: str) -> list[str]:
+        with self._lock:
+            return [r["id"] for r in self.db.execute("SELECT id FROM chunks WHERE path = ? ORDER BY id", (path,))]
+
+    def all_chunk_ids(self) -> set[str]:
+        with self._lock:
+            return {r["id"] for r in self.db.execute("SELECT id FROM chunks")}
+
+    def counts(self) -> dict[str, int]:
+        with self._lock:
+            out = {r["status"]: r["n"] for r in self.db.execute("SELECT status, COUNT(*) n FROM files GROUP BY status")}
+            out["chunks"] = self.db.execute("SELECT COUNT(*) FROM chunks").fetchone()[0]
+        return out
+
+    def find_by_chunk_hash(self, hashes: Iterable[str]) -> dict[str, str]:
+        """chunk hash -> the id of a committed chunk with that text."""
+        found: dict[str, str] = {}
+        batch = list(dict.fromkeys(hashes))
+        with self._lock:
+            for i in range(0, len(batch), 500):
+                part = batch[i : i + 500]
+                marks = ",".join("?" * len(part))
+                for r in self.db.execute(f"SELECT hash, id FROM chunks WHERE hash IN ({marks})", part):
+                    found.setdefault(r["hash"], r["id"])
+        return found
+
+    # -- the write protocol: pending, then commit ----------------------------------------------
+    def mark_pending(self, items: Sequence[tuple[str, str, str, list[str]]]) -> None:
+        """Before writing the store: (path, root, source, ids about to be written) per file."""
+        now = time.time()
+        with self._tx() as db:
+            for path, root, source, ids in items:
+                db.execute(
+                    "INSERT INTO files (path, root, source, status, pending_ids, updated) "
+                    "VALUES (?, ?, ?, 'pending', ?, ?) ON CONFLICT(path) DO UPDATE SET "
+                    "status = 'pending', pending_ids = excluded.pending_ids, updated = excluded.updated",
+                    (path, root, source, json.dumps(ids), now),
+                )
+
+    def commit(self, done: Sequence[Committed]) -> None:
+        now = time.time()
+        with self._tx() as db:
+            for c in done:
+                db.execute("DELETE FROM chunks WHERE path = ?", (c.path,))
+                db.executemany(
+                    "INSERT OR REPLACE INTO chunks (id, path, hash) VALUES (?, ?, ?)",
+                    [(cid, c.path, h) for cid, h in c.chunks],
+                )
+                db.execute(
+                    "UPDATE files SET root = ?, source = ?, kind = ?, size = ?, mtime_ns = ?, hash = ?, "
+                    "chunk_tokens = ?, chunk_overlap = ?, status = 'ok', error = NULL, error_kind = NULL, "
+                    "chunks = ?, pending_ids = NULL, updated = ? WHERE path = ?",
+                    (
+                        c.root,
+                        c.source,
+                        c.kind,
+                        c.size,
+                        c.mtime_ns,
+                        c.hash,
+                        c.chunk_tokens,
+                        c.chunk_overlap,
+                        len(c.chunks),
+                        now,
+                        c.path,
+                    ),
+                )
+
+    def record_failure(
+        self,
+        path: str,
+        root: str,
+        source: str,
+        kind: str | None,
+        size: int | None,
+        mtime_ns: int | None,
+        error: str,
+        error_kind: str,
+    ) -> None:
+        """A failed file holds no chunks (callers delete them from the store first)."""
+        with self._tx() as db:
+            db.execute("DELETE FROM chunks WHERE path = ?", (path,))
+            db.execute(
+                "INSERT INTO files (path, root, source, kind, size, mtime_ns, status, error, error_kind, chunks, "
+                "updated) VALUES (?, ?, ?, ?, ?, ?, 'failed', ?, ?, 0, ?) ON CONFLICT(path) DO UPDATE SET "
+                "root = excluded.root, source = excluded.source, kind = excluded.kind, size = excluded.size, "
+                "mtime_ns = excluded.mtime_ns, hash = NULL, status = 'failed', error = excluded.error, "
+                "error_kind = excluded.error_kind, chunks = 0, pending_ids = NULL, updated = excluded.updated",
+                (path, root, source, kind, size, mtime_ns, error, error_kind, time.time()),
+            )
+
+    def touch(self, path: str, size: int, mtime_ns: int) -> None:
+        """Same content, new mtime: remember it so the next run takes the fast path."""
+        with self._tx() as db:
+            db.execute("UPDATE files SET size = ?, mtime_ns = ? WHERE path = ?", (size, mtime_ns, path))
+
+    def forget(self, paths: Sequence[str]) -> None:
+        with self._tx() as db:
+            for path in paths:
+                db.execute("DELETE FROM chunks WHERE path = ?", (path,))
+                db.execute("DELETE FROM files WHERE path = ?", (path,))
+
+    # -- recovery --------------------------------------------------------------------------------
+    def pending(self) -> list[FileRow]:
+        return self.files(status="pending")
+
+    def invalidate(self, paths: Iterable[str]) -> None:
+        """Force these files to be re-ingested on the next run (their store content is suspect)."""
+        with self._tx() as db:
+            for path in paths:
+                db.execute(
+                    "UPDATE files SET hash = NULL, status = 'stale', pending_ids = NULL WHERE path = ?",
+                    (path,),
+                )
+
+    def paths_of_chunks(self, ids: Iterable[str]) -> set[str]:
+        batch = list(ids)
+        out: set[str] = set()
+        with self._lock:
+            for i in range(0, len(batch), 500):
+                part = batch[i : i + 500]
+                marks = ",".join("?" * len(part))
+                out.update(r["path"] for r in self.db.execute(f"SELECT path FROM chunks WHERE id IN ({marks})", part))
+        return out
+
+    def iter_sources(self) -> Iterator[tuple[str, int]]:
+        with self._lock:
+            rows = self.db.execute("SELECT source, chunks FROM files WHERE status = 'ok' ORDER BY source").fetchall()
+        for r in rows:
+            yield r["source"], r["chunks"]
