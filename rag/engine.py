@@ -10,6 +10,7 @@ for event in r.stream("..."):      # sources, token..., done | error
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -201,7 +202,9 @@ class Rag:
         """Remove a file, or every file under a folder, from the index (it need not exist on disk)."""
         from ingest.pipeline import forget
 
-        target = str(Path(path).expanduser().absolute())
+        given = Path(os.path.abspath(Path(path).expanduser()))
+        # Folders are recorded by their resolved path; one that is gone can only be matched as given.
+        target = str(given.resolve() if given.exists() else given)
         dropped = forget(self.manifest, self.store, target)
         self.manifest.forget_root(target)
         return dropped

@@ -134,3 +134,23 @@ def parse_sse(body: str) -> list[tuple[str, dict[str, object]]]:
         if name:
             events.append((name, json.loads(data)))
     return events
+
+
+@pytest.fixture(scope="session")
+def instant_embeddings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """A real OpenAI-compatible embeddings server with deterministic vectors and no model cost."""
+    port = free_port()
+    log = tmp_path_factory.mktemp("instant") / "server.log"
+    script = str(REPO / "benchmarks" / "instant_embeddings.py")
+    server = ServerProcess([sys.executable, script, "--port", str(port)], port, "/v1/models", log=log)
+    yield server
+    server.stop()
+
+
+def instant_settings(index_dir: Path, server: ServerProcess, **extra: object) -> Settings:
+    values: dict[str, object] = {
+        "index_dir": index_dir,
+        "embed_base_url": server.url + "/v1",
+        "embed_model": "instant",
+    }
+    return Settings(**(values | extra))
