@@ -133,7 +133,7 @@ def decode_text(data: bytes) -> tuple[str, str | None]:
 
 def load_pdf(path: Path) -> list[Unit]:
     from pypdf import PdfReader
-    from pypdf.errors import PdfReadError
+    from pypdf.errors import LimitReachedError, PdfReadError
 
     try:
         reader = PdfReader(str(path))
@@ -145,6 +145,8 @@ def load_pdf(path: Path) -> list[Unit]:
             units.append(Unit(text, page=number))
     except LoadError:
         raise
+    except LimitReachedError as exc:
+        raise LoadError(f"PDF content too large to decompress safely (possible decompression bomb): {exc}") from exc
     except (PdfReadError, ValueError, KeyError, TypeError, OSError) as exc:
         raise LoadError(f"unreadable PDF: {exc}") from exc
     if not any(u.text.strip() for u in units):

@@ -75,7 +75,11 @@ class PdfWorker:
             self._proc.start()
             child.close()
             self._conn = parent
-            if not parent.poll(120) or parent.recv()[0] != "ready":
+            try:
+                ready = parent.poll(120) and parent.recv()[0] == "ready"
+            except (EOFError, OSError):  # it died before "ready" (e.g. under its memory limit)
+                ready = False
+            if not ready:
                 self._kill()
                 raise LoadError("the PDF parser process did not start")
         assert self._conn is not None

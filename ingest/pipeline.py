@@ -170,7 +170,7 @@ class Ingestor:
             job = Job(cand, row)
             same_stat = row is not None and (row.size, row.mtime_ns) == (cand.size, cand.mtime_ns)
             if cand.error is not None:
-                job.fail(cand.error)
+                job.fail(cand.error, kind="io")  # e.g. permissions: may pass after a chmod, so not cached
             elif (
                 row is not None
                 and same_stat
@@ -316,7 +316,7 @@ class Ingestor:
         except OSError as exc:
             from ingest.walker import _stat_error
 
-            job.fail(_stat_error(cand.path, exc))
+            job.fail(_stat_error(cand.path, exc), kind="io")
             return
         if job.state == "index":
             self._reuse(job)

@@ -192,4 +192,10 @@ def _ignored(sel: Selection, ignores: list[tuple[Path, GitIgnoreSpec]], path: Pa
     suffix = "/" if is_dir else ""
     if sel._exclude is not None and sel._exclude.match_file(rel + suffix):
         return True
-    return any(spec.match_file(path.relative_to(base).as_posix() + suffix) for base, spec in ignores)
+    # As git does: the deepest .gitignore with a matching pattern decides, so a nested
+    # "!keep.log" re-includes what a parent's "*.log" ignored.
+    for base, spec in reversed(ignores):
+        decision = spec.check_file(path.relative_to(base).as_posix() + suffix).include
+        if decision is not None:
+            return bool(decision)
+    return False
