@@ -41,6 +41,9 @@ class Job:
     def root(self) -> str:
         return self.row.root if self.row is not None else str(self.cand.root)
 
+    def release(self) -> None:
+        self.chunks, self.vectors = [], []
+
     def fail(self, error: str, kind: str = "load") -> None:
         self.state, self.error, self.error_kind = "failed", error, kind
 

@@ -2,16 +2,20 @@
 pathological file (a decompression bomb, a parser loop) fails alone instead of
 hanging or exhausting the whole run.
 
-The worker is started once (``spawn``: safe beside the run's threads) and reused;
-when a file overruns its limit the worker is killed and a new one started for
-the next file.
+The worker is a fresh interpreter (``python -c``: safe beside the run's threads,
+and unlike multiprocessing's ``spawn`` it does not re-import the caller's main
+module, which costs seconds) talking over its stdin/stdout pipes. It is started
+once and reused; when a file overruns its limit the worker is killed and a new
+one started for the next file.
 """
 
 from __future__ import annotations
 
 import contextlib
-import multiprocessing
 import multiprocessing.connection
+import os
+import subprocess
+import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -19,7 +23,20 @@ from typing import Any
 from ingest.loaders import Heading, LoadError, Unit, load_pdf
 
 
-def _serve(conn: multiprocessing.connection.Connection, memory_mb: int) -> None:
+def main() -> None:
+    """The worker process: ``python -c 'from ingest.pdfworker import main; main()' MEMORY_MB``."""
+    rfd, wfd = os.dup(0), os.dup(1)
+    devnull = os.open(os.devnull, os.O_RDWR)
+    os.dup2(devnull, 0)
+    os.dup2(devnull, 1)  # stray prints must not corrupt the channel
+    conn_in = multiprocessing.connection.Connection(rfd, writable=False)
+    conn_out = multiprocessing.connection.Connection(wfd, readable=False)
+    _serve(conn_in, conn_out, int(sys.argv[1]))
+
+
+def _serve(
+    conn: multiprocessing.connection.Connection, out: multiprocessing.connection.Connection, memory_mb: int
+) -> None:
     import logging
     import resource
 
@@ -31,7 +48,7 @@ def _serve(conn: multiprocessing.connection.Connection, memory_mb: int) -> None:
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     import pypdf  # noqa: F401 - imported before "ready", so start-up is not charged to the first file
 
-    conn.send(("ready", None))
+    out.send(("ready", None))
     while True:
         try:
             path = conn.recv()
@@ -52,9 +69,9 @@ def _serve(conn: multiprocessing.connection.Connection, memory_mb: int) -> None:
         except Exception as exc:  # any parser bug is this file's failure, not the run's
             reply = ("error", f"unreadable PDF: {type(exc).__name__}: {exc}")
         try:
-            conn.send(reply)
+            out.send(reply)
         except MemoryError:
-            conn.send(("error", f"needs more than the {memory_mb} MB parser limit (RAG_PDF_MEMORY_MB)"))
+            out.send(("error", f"needs more than the {memory_mb} MB parser limit (RAG_PDF_MEMORY_MB)"))
 
 
 class PdfWorker:
@@ -63,39 +80,52 @@ class PdfWorker:
     def __init__(self, timeout: float, memory_mb: int) -> None:
         self.timeout = timeout
         self.memory_mb = memory_mb
-        self._proc: Any = None
-        self._conn: multiprocessing.connection.Connection | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._send: multiprocessing.connection.Connection | None = None
+        self._recv: multiprocessing.connection.Connection | None = None
         self._lock = threading.Lock()
 
-    def _start(self) -> multiprocessing.connection.Connection:
-        if self._proc is None or not self._proc.is_alive():
-            ctx = multiprocessing.get_context("spawn")
-            parent, child = ctx.Pipe()
-            self._proc = ctx.Process(target=_serve, args=(child, self.memory_mb), daemon=True, name="rag-pdf")
-            self._proc.start()
-            child.close()
-            self._conn = parent
+    def _start(self) -> tuple[multiprocessing.connection.Connection, multiprocessing.connection.Connection]:
+        if self._proc is None or self._proc.poll() is not None:
+            self._kill()
+            # The worker imports this package the way we did, installed or not.
+            here = str(Path(__file__).resolve().parent.parent)
+            env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [here, os.environ.get("PYTHONPATH")])))
+            self._proc = subprocess.Popen(
+                [sys.executable, "-c", "from ingest.pdfworker import main; main()", str(self.memory_mb)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                env=env,
+            )
+            assert self._proc.stdin is not None and self._proc.stdout is not None
+            self._send = multiprocessing.connection.Connection(os.dup(self._proc.stdin.fileno()), readable=False)
+            self._recv = multiprocessing.connection.Connection(os.dup(self._proc.stdout.fileno()), writable=False)
             try:
-                ready = parent.poll(120) and parent.recv()[0] == "ready"
+                ready = self._recv.poll(120) and self._recv.recv()[0] == "ready"
             except (EOFError, OSError):  # it died before "ready" (e.g. under its memory limit)
                 ready = False
             if not ready:
                 self._kill()
                 raise LoadError("the PDF parser process did not start")
-        assert self._conn is not None
-        return self._conn
+        assert self._send is not None and self._recv is not None
+        return self._send, self._recv
 
     def load(self, path: Path) -> list[Unit]:
         with self._lock:
-            conn = self._start()
-            conn.send(str(path))
-            if not conn.poll(self.timeout):
+            send, recv = self._start()
+            try:
+                send.send(str(path))
+                answered = recv.poll(self.timeout)
+            except (EOFError, OSError):
+                answered = True  # it died: recv() below says so
+            if not answered:
                 self._kill()
                 raise LoadError(f"parsing took longer than {self.timeout:g}s (RAG_PDF_TIMEOUT); the parser was stopped")
             try:
-                status, payload = conn.recv()
+                status, payload = recv.recv()
             except (EOFError, OSError):
-                code = self._proc.exitcode if self._proc is not None else None
+                code = self._proc.wait(5) if self._proc is not None else None
                 self._kill()
                 raise LoadError(f"the PDF parser crashed on this file (exit code {code})") from None
         if status != "ok":
@@ -103,20 +133,26 @@ class PdfWorker:
         return [Unit(text, page=page, headings=[Heading(*h) for h in heads]) for text, page, heads in payload]
 
     def _kill(self) -> None:
+        for conn in (self._send, self._recv):
+            if conn is not None:
+                conn.close()
         if self._proc is not None:
-            self._proc.kill()
-            self._proc.join(5)
-        if self._conn is not None:
-            self._conn.close()
-        self._proc, self._conn = None, None
+            if self._proc.poll() is None:
+                self._proc.kill()
+            self._proc.wait(5)
+            for pipe in (self._proc.stdin, self._proc.stdout):
+                if pipe is not None:
+                    pipe.close()
+        self._proc, self._send, self._recv = None, None, None
 
     def close(self) -> None:
         with self._lock:
-            if self._conn is not None:
-                self._conn.close()  # the worker sees EOF and exits
+            if self._send is not None:
+                self._send.close()  # the worker sees EOF and exits
+                self._send = None
             if self._proc is not None:
-                self._proc.join(2)
-                if self._proc.is_alive():
-                    self._proc.kill()
-                    self._proc.join(2)
-            self._proc, self._conn = None, None
+                if self._proc.stdin is not None:
+                    self._proc.stdin.close()
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    self._proc.wait(2)
+            self._kill()

@@ -430,6 +430,7 @@ class Ingestor:
                 m.touch(j.cand.key, j.cand.size, j.cand.mtime_ns)
         for j in group:
             self._emit(file_result(j))
+            j.release()  # the run keeps every Job; it must not keep their texts and vectors
 
     def _ensure_collection(self, dim: int) -> None:
         if self._dim is None or self.store.info() is None:

@@ -13,6 +13,7 @@ Models load lazily: ``rag ingest`` never loads the chat model.
 
 from __future__ import annotations
 
+import base64
 import json
 import socket
 import threading
@@ -22,6 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
@@ -76,12 +78,13 @@ class EmbeddedModels:
             self.load_seconds["chat"] = time.perf_counter() - t
         return self._llm
 
-    def embed(self, texts: list[str], is_query: bool) -> tuple[list[list[float]], int]:
+    def embed(self, texts: list[str], is_query: bool) -> tuple[Any, int]:
+        """Unit vectors (a float32 array, one row per text) and the tokens they took."""
         model = self.e5()
         with self._e5_lock:
             vecs = model.encode(texts, is_query)
             tokens = sum(model.token_count(t, is_query) for t in texts)
-        return [list(map(float, v)) for v in vecs], tokens
+        return np.asarray(vecs, dtype=np.float32), tokens
 
     def count_tokens(self, text: str) -> int:
         """Tokens of ``text`` in the embedding model, without prefix and special tokens."""
@@ -114,11 +117,19 @@ def create_app(models: EmbeddedModels) -> FastAPI:
         if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
             return _openai_error(400, "'input' must be a non-empty string or list of strings", "invalid_input")
         is_query = body.get("input_type") == "query"
+        fmt = body.get("encoding_format") or "float"
+        if fmt not in ("float", "base64"):
+            return _openai_error(400, "'encoding_format' must be 'float' or 'base64'", "invalid_encoding_format")
         vecs, tokens = models.embed(texts, is_query)
+        data: list[Any] = (
+            [base64.b64encode(v.astype("<f4").tobytes()).decode() for v in vecs]
+            if fmt == "base64"
+            else [[float(x) for x in v] for v in vecs]
+        )
         return {
             "object": "list",
             "model": EMBEDDED_EMBED_MODEL,
-            "data": [{"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vecs)],
+            "data": [{"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(data)],
             "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
         }
 

@@ -171,7 +171,7 @@ def test_battery_each_file_reported_and_the_rest_ingested(tmp_path: Path, server
 
 def test_file_deleted_while_the_run_is_in_progress(tmp_path: Path, server: ServerProcess) -> None:
     folder = tmp_path / "docs"
-    shutil.copytree(DATA, folder)
+    shutil.copytree(DATA, folder, ignore=shutil.ignore_patterns("eval"))  # eval sets: not documents
     victim = folder / "zz-last.md"
     victim.write_text("# Doomed\n\nThis file disappears mid-run.\n")
     seen: list[str] = []
