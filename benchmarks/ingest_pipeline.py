@@ -14,6 +14,7 @@ reruns      nothing changed: time vs first run (target <= 0.03); 1% of files cha
 from __future__ import annotations
 
 import argparse
+import contextlib
 import cProfile
 import json
 import os
@@ -25,6 +26,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -112,6 +114,8 @@ def ingest(
     from rag import Rag, Settings
 
     kw: dict[str, Any] = {"index_dir": index, "embed_batch_size": a.batch}
+    if getattr(a, "chroma_url", None):
+        kw["chroma_url"] = a.chroma_url
     if url:
         kw.update(embed_base_url=url, embed_model="instant")
     if a.embed_concurrency is not None and "embed_concurrency" in Settings.model_fields:
@@ -238,6 +242,8 @@ def part_reruns(a: argparse.Namespace, work: Path, url: str, st: dict[str, Any])
 
 def child(mode: str, a: argparse.Namespace) -> dict[str, Any]:
     opts = {"--child": mode, "--corpus": a.corpus, "--index": a.index, "--base-url": a.base_url, "--batch": a.batch}
+    if getattr(a, "chroma_url", None):
+        opts["--chroma-url"] = a.chroma_url
     cmd = [a.peer_python if mode == "peer" else sys.executable, __file__, "--n", str(a.n or 0)]
     cmd += [str(x) for kv in opts.items() for x in kv]
     if a.embed_concurrency is not None:
@@ -271,6 +277,45 @@ def part_memory(a: argparse.Namespace, work: Path, url: str, st: dict[str, Any])
     h1, h4 = res["1x"].get("hwm_mb", 0), res["4x"].get("hwm_mb", 0)
     row("memory", "  main process alone (VmHWM) 1x / 4x", f"{h1} / {h4} MB")
     row("memory", "Chroma alone (add x1000) peak RSS 1x / 4x", f"{c1:.0f} / {c4:.0f} MB = {c4 / c1:.2f}")
+    # The embedded Chroma's HNSW index lives in our process and grows with the corpus (see "Chroma
+    # alone"); with a Chroma server the process holds only the pipeline, which is what must stay flat.
+    srv = {}
+    for tag, corpus in (("1x", st["corpus"]), ("4x", big)):
+        with chroma_server(work / f"srv-{tag}") as curl:
+            ns = argparse.Namespace(
+                **{**vars(a), "corpus": corpus, "index": work / f"srvmem-{tag}", "base_url": url, "chroma_url": curl}
+            )
+            srv[tag] = r = child("memory", ns)
+        print(f"  memory {tag} (Chroma server): {r} | {load()}", flush=True)
+    s1, s4 = srv["1x"].get("tree_mb", float("nan")), srv["4x"].get("tree_mb", float("nan"))
+    row("memory", "with a Chroma server: pipeline peak RSS 1x / 4x", f"{s1:.0f} / {s4:.0f} MB")
+    row("memory", "  ratio 4x / 1x (pipeline process only)", f"{s4 / s1:.2f}", "<= 1.30", s4 / s1 <= 1.3)
+
+
+@contextlib.contextmanager
+def chroma_server(path: Path) -> Iterator[str]:
+    """A real `chroma run` on a free loopback port, stopped afterwards."""
+    import socket
+    import urllib.request
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    exe = Path(sys.executable).parent / "chroma"
+    cmd = [str(exe), "run", "--path", str(path), "--host", "127.0.0.1", "--port", str(port)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(300):
+            try:
+                urllib.request.urlopen(url + "/api/v2/heartbeat", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.2)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(30)
 
 
 def part_peer(a: argparse.Namespace, work: Path, url: str, st: dict[str, Any]) -> None:
@@ -352,7 +397,14 @@ def main() -> None:
     ap.add_argument("--profile", action="store_true", help="cProfile the capacity pipeline run")
     ap.add_argument("--peer-python", default="/work/peer-venv/bin/python", help="python of the LlamaIndex venv")
     ap.add_argument("--workdir", type=Path, help="default: a temporary folder, removed at the end")
-    for name, typ in (("--child", str), ("--corpus", Path), ("--index", Path), ("--base-url", str), ("--n", int)):
+    for name, typ in (
+        ("--child", str),
+        ("--corpus", Path),
+        ("--index", Path),
+        ("--base-url", str),
+        ("--n", int),
+        ("--chroma-url", str),
+    ):
         ap.add_argument(name, type=typ, help=argparse.SUPPRESS)  # for the child processes
     a = ap.parse_args()
     if a.child:

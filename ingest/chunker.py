@@ -55,12 +55,21 @@ def _cuts(text: str, start: int, end: int, pattern: re.Pattern[str]) -> list[tup
 
 
 class Chunker:
-    def __init__(self, counter: TokenCounter, max_tokens: int = 256, overlap: int = 32) -> None:
+    def __init__(
+        self, counter: TokenCounter, max_tokens: int = 256, overlap: int = 32, *, max_bytes: int | None = None
+    ) -> None:
+        """``max_bytes`` caps each chunk's UTF-8 size: a bound on its tokens in *any* tokenizer
+        (none makes more tokens than bytes), for when ``counter`` only estimates the model's."""
         if overlap >= max_tokens:
             raise ValueError("chunk overlap must be smaller than the chunk size")
         self.counter = counter
         self.max_tokens = max_tokens
         self.overlap = overlap
+        self.max_bytes = max_bytes
+        self.signature = f"{max_tokens}/{overlap}/{type(counter).__name__}/{max_bytes or ''}"
+
+    def _fits(self, text: str, tokens: int) -> bool:
+        return tokens <= self.max_tokens and (self.max_bytes is None or len(text.encode("utf-8")) <= self.max_bytes)
 
     def chunk(self, unit: Unit, *, code: bool = False) -> list[Chunk]:
         text = unit.text
@@ -98,7 +107,7 @@ class Chunker:
 
     def _fit(self, text: str, start: int, end: int, levels: list[re.Pattern[str]]) -> list[tuple[int, int, int]]:
         tokens = self.counter.count(text[start:end])
-        if tokens <= self.max_tokens:
+        if self._fits(text[start:end], tokens):
             return [(start, end, tokens)]
         for i, pattern in enumerate(levels):
             parts = _cuts(text, start, end, pattern)
@@ -110,10 +119,12 @@ class Chunker:
         """Characters as a last resort: the longest prefix that fits, by bisection."""
         out = []
         while start < end:
-            lo, hi = start + 1, end
+            # No token spans more than a few characters: bisecting a bounded window keeps a huge
+            # unbroken line linear instead of quadratic.
+            lo, hi = start + 1, min(end, start + self.max_tokens * 16)
             while lo < hi:
                 mid = (lo + hi + 1) // 2
-                if self.counter.count(text[start:mid]) <= self.max_tokens:
+                if self._fits(text[start:mid], self.counter.count(text[start:mid])):
                     lo = mid
                 else:
                     hi = mid - 1
@@ -140,6 +151,9 @@ class Chunker:
             # tokenizer starts a new piece; measured: never exceeded over 61,530 spans, English, CJK
             # and code), so it is recorded instead of tokenizing every chunk a second time.
             tokens = sum(a.tokens for a in atoms[i:j])
+            while j - 1 > i and not self._fits(text[atoms[i].start : atoms[j - 1].end], tokens):
+                j -= 1
+                tokens -= atoms[j].tokens
             out.append((atoms[i].start, atoms[j - 1].end, tokens))
             if j >= len(atoms):
                 break

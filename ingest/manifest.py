@@ -35,6 +35,7 @@ CREATE TABLE IF NOT EXISTS files (
     hash TEXT,                      -- sha256 of the content; NULL forces a re-ingest
     chunk_tokens INTEGER,
     chunk_overlap INTEGER,
+    chunker TEXT,                   -- Chunker.signature: any change re-chunks the file
     status TEXT NOT NULL,           -- ok | failed | pending
     error TEXT,
     error_kind TEXT,                -- load (the file itself) | model | store (may pass on retry)
@@ -69,6 +70,7 @@ class FileRow:
     hash: str | None
     chunk_tokens: int | None
     chunk_overlap: int | None
+    chunker: str | None
     status: str
     error: str | None
     error_kind: str | None
@@ -96,6 +98,7 @@ class Committed:
     hash: str
     chunk_tokens: int
     chunk_overlap: int
+    chunker: str
     chunks: list[tuple[str, str]]  # (chunk id, chunk hash)
 
 
@@ -119,6 +122,8 @@ class Manifest:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._lock = threading.RLock()
+        self._readers = threading.local()
+        self._reader_dbs: list[sqlite3.Connection] = []
         self.db = self._connect()
         with self._lock, self.db:
             self.db.executescript(SCHEMA)
@@ -133,6 +138,9 @@ class Manifest:
 
     def close(self) -> None:
         with self._lock:
+            for db in self._reader_dbs:
+                db.close()
+            self._reader_dbs.clear()
             self.db.close()
 
     def _tx(self) -> Any:
@@ -248,15 +256,20 @@ class Manifest:
         return out
 
     def find_by_chunk_hash(self, hashes: Iterable[str]) -> dict[str, str]:
-        """chunk hash -> the id of a committed chunk with that text."""
+        """chunk hash -> the id of a committed chunk with that text. Called from the parse
+        threads, so it reads through a connection of its own (WAL: never blocked by the writer)."""
+        db = getattr(self._readers, "db", None)
+        if db is None:
+            db = self._readers.db = self._connect()
+            with self._lock:
+                self._reader_dbs.append(db)
         found: dict[str, str] = {}
         batch = list(dict.fromkeys(hashes))
-        with self._lock:
-            for i in range(0, len(batch), 500):
-                part = batch[i : i + 500]
-                marks = ",".join("?" * len(part))
-                for r in self.db.execute(f"SELECT hash, id FROM chunks WHERE hash IN ({marks})", part):
-                    found.setdefault(r["hash"], r["id"])
+        for i in range(0, len(batch), 500):
+            part = batch[i : i + 500]
+            marks = ",".join("?" * len(part))
+            for r in db.execute(f"SELECT hash, id FROM chunks WHERE hash IN ({marks})", part):
+                found.setdefault(r["hash"], r["id"])
         return found
 
     # -- the write protocol: pending, then commit ----------------------------------------------
@@ -283,7 +296,7 @@ class Manifest:
                 )
                 db.execute(
                     "UPDATE files SET root = ?, source = ?, kind = ?, size = ?, mtime_ns = ?, hash = ?, "
-                    "chunk_tokens = ?, chunk_overlap = ?, status = 'ok', error = NULL, error_kind = NULL, "
+                    "chunk_tokens = ?, chunk_overlap = ?, chunker = ?, status = 'ok', error = NULL, error_kind = NULL, "
                     "chunks = ?, pending_ids = NULL, updated = ? WHERE path = ?",
                     (
                         c.root,
@@ -294,6 +307,7 @@ class Manifest:
                         c.hash,
                         c.chunk_tokens,
                         c.chunk_overlap,
+                        c.chunker,
                         len(c.chunks),
                         now,
                         c.path,

@@ -135,6 +135,7 @@ class Ingestor:
                 "embed_model": self.model,
                 "chunk_tokens": self.chunker.max_tokens,
                 "chunk_overlap": self.chunker.overlap,
+                "chunker": self.chunker.signature,
                 "collection": self.store.name,
                 "store": self.store.location,
             }
@@ -157,7 +158,6 @@ class Ingestor:
     # -- planning: what needs work --------------------------------------------------------
     def _plan(self, candidates: list[Candidate]) -> list[Job]:
         work: list[Job] = []
-        tokens, overlap = self.chunker.max_tokens, self.chunker.overlap
         for cand in candidates:
             if cand.skip_reason:
                 self._emit(FileResult(cand.source, "skipped", error=cand.skip_reason, root=str(cand.root)))
@@ -176,7 +176,7 @@ class Ingestor:
                 and same_stat
                 and row.status == "ok"
                 and row.hash
-                and (row.chunk_tokens, row.chunk_overlap) == (tokens, overlap)
+                and row.chunker == self.chunker.signature
             ):
                 self._emit(FileResult(row.source, "unchanged", chunks=row.chunks, bytes=cand.size, root=row.root))
                 continue
@@ -295,10 +295,7 @@ class Ingestor:
                 data = read_limited(cand.path, self.settings.max_file_mb)
                 job.file_hash = hashlib.sha256(data).hexdigest()
             row = job.row
-            same_settings = row is not None and (row.chunk_tokens, row.chunk_overlap) == (
-                self.chunker.max_tokens,
-                self.chunker.overlap,
-            )
+            same_settings = row is not None and row.chunker == self.chunker.signature
             if row is not None and row.status == "ok" and row.hash == job.file_hash and same_settings:
                 job.state = "touch"
                 return
@@ -407,6 +404,7 @@ class Ingestor:
                     j.file_hash,
                     self.chunker.max_tokens,
                     self.chunker.overlap,
+                    self.chunker.signature,
                     [(c.id, c.metadata["chunk_hash"]) for c in j.chunks],
                 )
                 for j in stored

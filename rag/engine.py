@@ -190,12 +190,18 @@ class Rag:
     def _ingestor(self, progress: Any = None, selection: Selection | None = None) -> Any:
         from ingest.chunker import Chunker
         from ingest.pipeline import Ingestor
-        from ingest.tokens import default_counter
+        from ingest.tokens import HeuristicTokenCounter, default_counter
 
         s = self.settings
         # Never hand the model more than it takes: it would truncate silently or refuse.
         size = min(s.chunk_tokens, s.embed_max_tokens - 8)
-        chunker = Chunker(default_counter(), size, min(s.chunk_overlap, size // 2))
+        exact = s.chunk_counter == "exact" or (
+            s.chunk_counter == "auto" and s.embed_base_url is None and s.base_url is None
+        )
+        counter = default_counter() if exact else HeuristicTokenCounter()
+        # Exact counts are the limit; an estimate is backed by a byte cap (tokens <= bytes in any tokenizer).
+        max_bytes = None if exact else s.embed_max_tokens - 8
+        chunker = Chunker(counter, size, min(s.chunk_overlap, size // 2), max_bytes=max_bytes)
         return Ingestor(s, lambda: self.embedder, self.store, chunker, self.manifest, progress, selection)
 
     def forget(self, path: str | Path) -> list[str]:
