@@ -42,6 +42,8 @@ from rag.store import ChromaStore, IndexInfo, check_compatible
 
 # After this many embedding batches fail in a row the server is down, not a file bad: stop.
 ABORT_AFTER_FAILED_BATCHES = 3
+# How long the writer waits for more finished files to fill a Chroma batch.
+WRITE_LINGER_S = 0.25
 
 
 def _fatal(exc: RagError) -> bool:
@@ -354,9 +356,11 @@ class Ingestor:
             if item is None:
                 return
             group, size = [item], len(item.chunks)
+            # Chroma writes fewer, larger batches much faster; wait a moment to fill one.
+            deadline = time.monotonic() + WRITE_LINGER_S
             while size < self.settings.write_batch:
                 try:
-                    nxt = q.get_nowait()
+                    nxt = q.get(timeout=max(0.0, deadline - time.monotonic()))
                 except queue.Empty:
                     break
                 if nxt is None:
