@@ -24,7 +24,9 @@ from ingest.loaders import Heading, LoadError, Unit, load_pdf
 
 
 def main() -> None:
-    """The worker process: ``python -c 'from ingest.pdfworker import main; main()' MEMORY_MB``."""
+    """The worker process: ``python -c 'from ingest.pdfworker import main; main()' MEMORY_MB [NICE]``."""
+    if len(sys.argv) > 2 and int(sys.argv[2]):
+        os.nice(int(sys.argv[2]))
     rfd, wfd = os.dup(0), os.dup(1)
     devnull = os.open(os.devnull, os.O_RDWR)
     os.dup2(devnull, 0)
@@ -77,9 +79,10 @@ def _serve(
 class PdfWorker:
     """One parser process, used by one thread at a time."""
 
-    def __init__(self, timeout: float, memory_mb: int) -> None:
+    def __init__(self, timeout: float, memory_mb: int, nice: int = 0) -> None:
         self.timeout = timeout
         self.memory_mb = memory_mb
+        self.nice = nice
         self._proc: subprocess.Popen[bytes] | None = None
         self._send: multiprocessing.connection.Connection | None = None
         self._recv: multiprocessing.connection.Connection | None = None
@@ -92,7 +95,13 @@ class PdfWorker:
             here = str(Path(__file__).resolve().parent.parent)
             env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [here, os.environ.get("PYTHONPATH")])))
             self._proc = subprocess.Popen(
-                [sys.executable, "-c", "from ingest.pdfworker import main; main()", str(self.memory_mb)],
+                [
+                    sys.executable,
+                    "-c",
+                    "from ingest.pdfworker import main; main()",
+                    str(self.memory_mb),
+                    str(self.nice),
+                ],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.DEVNULL,

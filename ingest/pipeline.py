@@ -12,7 +12,9 @@ the process can be killed at any moment; see ``ingest.manifest``.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import os
 import queue
 import threading
 import time
@@ -42,6 +44,8 @@ from rag.store import ChromaStore, IndexInfo, check_compatible
 
 # After this many embedding batches fail in a row the server is down, not a file bad: stop.
 ABORT_AFTER_FAILED_BATCHES = 3
+# Priority of the parse threads and PDF workers (nice value) relative to the embedder.
+BACKGROUND_NICE = 10
 # How long the writer waits for more finished files to fill a Chroma batch.
 WRITE_LINGER_S = 0.25
 
@@ -282,6 +286,12 @@ class Ingestor:
             )
 
     def _parse(self, job: Job) -> None:
+        if not getattr(self._local, "niced", False):
+            # Reading and chunking only have to stay ahead of the embedder, which is the
+            # bottleneck when it runs on this machine: let it have the CPU first (Linux: per thread).
+            with contextlib.suppress(OSError, AttributeError):
+                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), BACKGROUND_NICE)
+            self._local.niced = True
         if job.state != "index":
             return
         cand = job.cand
@@ -323,7 +333,7 @@ class Ingestor:
     def _pdf_worker(self) -> PdfWorker:
         worker: PdfWorker | None = getattr(self._local, "pdf", None)
         if worker is None:
-            worker = PdfWorker(self.settings.pdf_timeout, self.settings.pdf_memory_mb)
+            worker = PdfWorker(self.settings.pdf_timeout, self.settings.pdf_memory_mb, nice=BACKGROUND_NICE)
             self._local.pdf = worker
             with self._workers_lock:
                 self._workers.append(worker)
