@@ -76,6 +76,9 @@ def _serve(
             out.send(("error", f"needs more than the {memory_mb} MB parser limit (RAG_PDF_MEMORY_MB)"))
 
 
+WORKER_MAIN = "from ingest.pdfworker import main; main()"
+
+
 class PdfWorker:
     """One parser process, used by one thread at a time."""
 
