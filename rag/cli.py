@@ -105,7 +105,8 @@ def ingest(
     Globs match paths relative to the folder:  --include '*.md' --exclude 'drafts/'
     Tuning (environment): RAG_EMBED_BATCH_SIZE (32), RAG_EMBED_CONCURRENCY (2),
     RAG_PARSE_WORKERS (2), RAG_PDF_TIMEOUT (60 s), RAG_PDF_MEMORY_MB (1024),
-    RAG_MAX_FILE_MB (20, non-PDF files), RAG_CHUNK_TOKENS (128), RAG_CHUNK_OVERLAP (16).
+    RAG_MAX_FILE_MB (20, non-PDF files), RAG_CHUNK_TOKENS (128), RAG_CHUNK_OVERLAP (16),
+    RAG_EMBED_MAX_TOKENS (512: your embedding model's input limit; chunks stay below it).
 
     \b
     Exit status: 0 every file ingested (skipped files: unsupported type, empty,
