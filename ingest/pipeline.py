@@ -29,7 +29,7 @@ from ingest.loaders import LoadError
 from ingest.manifest import Committed, Manifest
 from ingest.pdfworker import PdfWorker
 from ingest.report import FileResult, IngestReport, ProgressSink, as_sink
-from ingest.walker import Candidate, Selection, walk
+from ingest.walker import Candidate, Selection, os_error_reason, walk
 from rag.errors import (
     IndexMismatchError,
     ModelAuthError,
@@ -323,9 +323,7 @@ class Ingestor:
             job.fail(str(exc))
             return
         except OSError as exc:
-            from ingest.walker import _stat_error
-
-            job.fail(_stat_error(cand.path, exc), kind="io")
+            job.fail(os_error_reason(cand.path, exc), kind="io")
             return
         if job.state == "index":
             self._reuse(job)

@@ -104,7 +104,7 @@ def _candidate(root: Path, path: Path) -> Candidate:
     try:
         st = path.stat()
     except OSError as exc:
-        cand.error = _stat_error(path, exc)
+        cand.error = os_error_reason(path, exc)
         return cand
     cand.size, cand.mtime_ns = st.st_size, st.st_mtime_ns
     if not path.is_file():
@@ -112,7 +112,7 @@ def _candidate(root: Path, path: Path) -> Candidate:
     return cand
 
 
-def _stat_error(path: Path, exc: OSError) -> str:
+def os_error_reason(path: Path, exc: OSError) -> str:
     if exc.errno == errno.ELOOP:
         return "symlink loop"
     if exc.errno == errno.ENOENT and path.is_symlink():
@@ -144,7 +144,7 @@ def _walk_dir(root: Path, sel: Selection) -> list[Candidate]:
             with os.scandir(d.path) as it:
                 entries = sorted(it, key=lambda e: e.name)
         except OSError as exc:
-            out.append(Candidate(root, d.path, None, error=f"cannot list folder: {_stat_error(d.path, exc)}"))
+            out.append(Candidate(root, d.path, None, error=f"cannot list folder: {os_error_reason(d.path, exc)}"))
             continue
         subdirs: list[_Dir] = []
         for entry in entries:
@@ -162,7 +162,7 @@ def _walk_dir(root: Path, sel: Selection) -> list[Candidate]:
                 try:
                     dst = path.stat()
                 except OSError as exc:
-                    out.append(Candidate(root, path, None, error=_stat_error(path, exc)))
+                    out.append(Candidate(root, path, None, error=os_error_reason(path, exc)))
                     continue
                 ident = (dst.st_dev, dst.st_ino)
                 if ident in d.ancestors:

@@ -7,7 +7,7 @@ vectors from a different model.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import urlparse
@@ -260,14 +260,6 @@ class ChromaStore:
     def count(self) -> int:
         col = self._get()
         return 0 if col is None else int(col.count())
-
-    def sources(self) -> Iterable[tuple[str, int]]:
-        """(source, chunk count) pairs, for ``rag status``."""
-        counts: dict[str, int] = {}
-        for meta in self.get_metadata({}).values() if self._get() is not None else []:
-            key = str(meta.get("source", ""))
-            counts[key] = counts.get(key, 0) + 1
-        return sorted(counts.items())
 
     def _require(self) -> Any:
         col = self._get()

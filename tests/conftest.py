@@ -136,13 +136,18 @@ def parse_sse(body: str) -> list[tuple[str, dict[str, object]]]:
     return events
 
 
+def start_instant_embeddings(log_dir: Path, *extra: str) -> ServerProcess:
+    """A real OpenAI-compatible embeddings server (benchmarks/instant_embeddings.py) with
+    deterministic vectors and no model cost; ``extra``: e.g. ``--delay-ms 60``, ``--fail-first 2``."""
+    port = free_port()
+    script = str(REPO / "benchmarks" / "instant_embeddings.py")
+    args = [sys.executable, script, "--port", str(port), *extra]
+    return ServerProcess(args, port, "/v1/models", log=log_dir / f"embed-{port}.log")
+
+
 @pytest.fixture(scope="session")
 def instant_embeddings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    """A real OpenAI-compatible embeddings server with deterministic vectors and no model cost."""
-    port = free_port()
-    log = tmp_path_factory.mktemp("instant") / "server.log"
-    script = str(REPO / "benchmarks" / "instant_embeddings.py")
-    server = ServerProcess([sys.executable, script, "--port", str(port)], port, "/v1/models", log=log)
+    server = start_instant_embeddings(tmp_path_factory.mktemp("instant"))
     yield server
     server.stop()
 

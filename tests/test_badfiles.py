@@ -24,7 +24,7 @@ from fpdf import FPDF
 from pypdf import PdfWriter
 
 from rag import Rag, Settings
-from tests.conftest import BIN, DATA, REPO, ServerProcess, clean_env, free_port, run_cli
+from tests.conftest import BIN, DATA, REPO, ServerProcess, clean_env, run_cli
 
 DEEP = "/".join(["d"] * 120) + "/deep.md"
 GOOD = ["returns-policy.md", "x200-user-guide.pdf", "z10-release-notes.txt"]
@@ -79,14 +79,9 @@ def make_battery(folder: Path, unreadable: bool = False) -> None:
         (folder / "secret.txt").chmod(0)
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    port = free_port()
-    log = tmp_path_factory.mktemp("embed") / "server.log"
-    script = str(REPO / "benchmarks" / "instant_embeddings.py")
-    srv = ServerProcess([sys.executable, script, "--port", str(port)], port, "/v1/models", log=log)
-    yield srv
-    srv.stop()
+@pytest.fixture
+def server(instant_embeddings: ServerProcess) -> ServerProcess:
+    return instant_embeddings
 
 
 @pytest.fixture

@@ -26,7 +26,7 @@ import chromadb
 import pytest
 from chromadb.api.client import SharedSystemClient
 from chromadb.config import Settings as ChromaSettings
-from conftest import BIN, DATA, REPO, ServerProcess, clean_env, free_port
+from conftest import BIN, DATA, REPO, ServerProcess, clean_env, start_instant_embeddings
 
 sys.path.insert(0, str(REPO / "scripts"))
 from make_sample_pdf import build_pdf  # noqa: E402
@@ -122,12 +122,7 @@ def snapshot(index: Path) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def embed_server(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    port = free_port()
-    log = tmp_path_factory.mktemp("embed") / "server.log"
-    script = str(REPO / "benchmarks" / "instant_embeddings.py")
-    server = ServerProcess(
-        [sys.executable, script, "--port", str(port), "--delay-ms", "60"], port, "/v1/models", log=log
-    )
+    server = start_instant_embeddings(tmp_path_factory.mktemp("embed"), "--delay-ms", "60")
     yield server
     server.stop()
 

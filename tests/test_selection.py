@@ -8,7 +8,6 @@ import io
 import json
 import os
 import shutil
-import sys
 import time
 import zlib
 from collections.abc import Iterator
@@ -22,16 +21,13 @@ from ingest.progress import ConsoleProgress
 from ingest.report import FileResult
 from ingest.walker import Selection
 from rag import Rag, Settings
-from tests.conftest import DATA, REPO, ServerProcess, clean_env, free_port, run_cli
+from tests.conftest import DATA, ServerProcess, clean_env, run_cli, start_instant_embeddings
 
-SCRIPT = str(REPO / "benchmarks" / "instant_embeddings.py")
 LONG = "\n\n".join(f"Paragraph {i}: the pump {i} moves {i * 7} litres of water per minute." for i in range(60))
 
 
 def start_server(tmp: Path, *extra: str) -> ServerProcess:
-    port = free_port()
-    args = [sys.executable, SCRIPT, "--port", str(port), *extra]
-    return ServerProcess(args, port, "/health", log=tmp / f"embed-{port}.log")
+    return start_instant_embeddings(tmp, *extra)
 
 
 @pytest.fixture(scope="module")
