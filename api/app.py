@@ -82,7 +82,7 @@ def create_app(settings: Settings | None = None, rag: Rag | None = None) -> Fast
         """Answer a question as a stream of Server-Sent Events:
         `sources` (retrieved chunks), `token` (text deltas), then `done`
         (answer, citations, usage, timings) or `error`."""
-        stream = request.app.state.rag.start(body.question, body.k)
+        stream = request.app.state.rag.start(body.question, body.k, **body.options())
         return StreamingResponse(
             _events(stream),
             media_type="text/event-stream",
@@ -92,7 +92,7 @@ def create_app(settings: Settings | None = None, rag: Rag | None = None) -> Fast
     @app.post("/search", response_model=SearchResponse, responses=ERRORS)
     def search(body: SearchRequest, request: Request) -> dict[str, Any]:
         """The best-matching chunks for `query`, without asking a model."""
-        hits = request.app.state.rag.search(body.query, body.k)
+        hits = request.app.state.rag.search(body.query, body.k, **body.options())
         return {"hits": [h.to_dict() for h in hits]}
 
     @app.get("/health")

@@ -2,19 +2,48 @@
 
 from __future__ import annotations
 
+from typing import Any, Literal
+
 from pydantic import BaseModel, Field
 
+from rag.retrieval import Filters
 
-class QueryRequest(BaseModel):
+
+class RetrievalOptions(BaseModel):
+    """How chunks are found: the same options as `rag search` / `rag ask` and `Rag.search`."""
+
+    k: int | None = Field(None, ge=1, le=100, description="How many chunks to retrieve (default RAG_TOP_K).")
+    mode: Literal["dense", "keyword", "hybrid"] | None = Field(
+        None, description="dense (embeddings), keyword (BM25) or hybrid (fused; default RAG_SEARCH_MODE)."
+    )
+    paths: list[str] = Field(
+        default_factory=list,
+        description="Only sources starting with one of these prefixes or matching one of these globs "
+        "(as cited; an absolute path matches the full path).",
+        examples=[["c3ref/", "*.md"]],
+    )
+    types: list[str] = Field(
+        default_factory=list, description="Only these kinds (pdf, markdown, html, text, code) or extensions (md, .py)."
+    )
+    page_min: int | None = Field(None, ge=1, description="Only PDF pages from this one on.")
+    page_max: int | None = Field(None, ge=1, description="Only PDF pages up to this one.")
+    min_score: float | None = Field(
+        None, description="Drop hits below this score (cosine for dense, BM25 for keyword, 0-1 for hybrid)."
+    )
+
+    def options(self) -> dict[str, Any]:
+        filters = Filters(tuple(self.paths), tuple(self.types), self.page_min, self.page_max)
+        return {"mode": self.mode, "filters": filters, "min_score": self.min_score}
+
+
+class QueryRequest(RetrievalOptions):
     question: str = Field(
         ..., description="The question to answer from the index.", examples=["How long is the warranty on the X200?"]
     )
-    k: int | None = Field(None, ge=1, le=100, description="How many chunks to retrieve (default RAG_TOP_K).")
 
 
-class SearchRequest(BaseModel):
+class SearchRequest(RetrievalOptions):
     query: str = Field(..., description="Text to search for.")
-    k: int | None = Field(None, ge=1, le=100)
 
 
 class SearchHit(BaseModel):

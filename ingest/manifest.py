@@ -22,6 +22,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from rag import keyword
+from rag.store import StoredChunk
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS roots (path TEXT PRIMARY KEY, last_run REAL, selection TEXT);
@@ -100,6 +103,7 @@ class Committed:
     chunk_overlap: int
     chunker: str
     chunks: list[tuple[str, str]]  # (chunk id, chunk hash)
+    docs: Sequence[StoredChunk] = ()  # texts and metadata for the keyword index
 
 
 def under(prefix: str) -> tuple[str, str]:
@@ -126,7 +130,7 @@ class Manifest:
         self._reader_dbs: list[sqlite3.Connection] = []
         self.db = self._connect()
         with self._lock, self.db:
-            self.db.executescript(SCHEMA)
+            self.db.executescript(SCHEMA + keyword.SCHEMA)
 
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
@@ -134,6 +138,8 @@ class Manifest:
         # WAL: a killed process loses no committed transaction, and readers do not block the writer.
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
+        # INSERT OR REPLACE must fire the delete triggers that keep the keyword index in step.
+        db.execute("PRAGMA recursive_triggers=ON")
         return db
 
     def close(self) -> None:
@@ -313,6 +319,8 @@ class Manifest:
                         c.path,
                     ),
                 )
+                if c.docs:
+                    db.executemany(keyword.INSERT, keyword.rows_for(c.path, c.docs))
 
     def record_failure(
         self,
@@ -370,6 +378,19 @@ class Manifest:
                 marks = ",".join("?" * len(part))
                 out.update(r["path"] for r in self.db.execute(f"SELECT path FROM chunks WHERE id IN ({marks})", part))
         return out
+
+    # -- the keyword index (see rag.keyword) -------------------------------------------------------
+    def keyword_missing(self) -> list[tuple[str, str]]:
+        """(chunk id, path) of committed chunks the keyword index lacks (an older manifest)."""
+        with self._lock:
+            return keyword.missing_rows(self.db)
+
+    def add_keyword(self, items: Sequence[tuple[str, StoredChunk]]) -> None:
+        """Backfill keyword rows for committed chunks, (path, chunk) read back from the store."""
+        with self._tx() as db:
+            committed = {r[0] for r in db.execute("SELECT id FROM chunks")}
+            rows = [row for path, c in items if c.id in committed for row in keyword.rows_for(path, [c])]
+            db.executemany(keyword.INSERT, rows)
 
     def iter_sources(self) -> Iterator[tuple[str, int]]:
         with self._lock:

@@ -418,6 +418,7 @@ class Ingestor:
                     self.chunker.overlap,
                     self.chunker.signature,
                     [(c.id, c.metadata["chunk_hash"]) for c in j.chunks],
+                    j.chunks,
                 )
                 for j in stored
             ]

@@ -20,8 +20,10 @@ from typing import TYPE_CHECKING, Any
 from rag.citations import MarkerFilter, attribute
 from rag.embedded import EmbeddedModels, EmbeddedServer
 from rag.errors import InvalidRequestError, RagError
+from rag.keyword import KeywordIndex, Scope
 from rag.models import ChatDelta, ChatModel, Embedder, OpenAIChat, OpenAIEmbedder, Usage, check_question
 from rag.prompt import build_messages
+from rag.retrieval import Filters, Fusion, Mode, check_mode, fuse
 from rag.settings import Settings
 from rag.store import ChromaStore, Hit, check_compatible
 
@@ -129,6 +131,7 @@ class Rag:
         self._embedded: EmbeddedServer | None = None
         self._models: EmbeddedModels | None = None
         self._manifest: Manifest | None = None
+        self._keyword: KeywordIndex | None = None
 
     # -- components, built on first use ------------------------------------------------
     def _embedded_url(self) -> str:
@@ -240,21 +243,87 @@ class Rag:
         assert report is not None
         return report
 
-    def search(self, query: str, k: int | None = None) -> list[Hit]:
+    @property
+    def keyword(self) -> KeywordIndex:
+        """The BM25 index. Its rows are committed with the manifest's; an index built before
+        the keyword index existed is filled in from the vector store on first use."""
+        if self._keyword is None:
+            missing = self.manifest.keyword_missing()
+            for i in range(0, len(missing), 1000):
+                part = dict(missing[i : i + 1000])
+                found = self.store.get_chunks(list(part))
+                self.manifest.add_keyword([(part[c.id], c) for c in found])
+            self._keyword = KeywordIndex(self.manifest.path)
+        return self._keyword
+
+    def search(
+        self,
+        query: str,
+        k: int | None = None,
+        *,
+        mode: Mode | str | None = None,
+        filters: Filters | None = None,
+        min_score: float | None = None,
+        embedding: Sequence[float] | None = None,
+    ) -> list[Hit]:
+        """The ``k`` best chunks for ``query``.
+
+        ``mode``: dense, keyword or hybrid (default ``RAG_SEARCH_MODE``, hybrid). ``filters``:
+        source paths/globs, file types, page range. ``min_score`` drops weaker hits; the score is
+        the mode's own: cosine similarity (dense), BM25 (keyword) or the fused 0-1 score (hybrid).
+        ``embedding``: the query's vector if already computed (benchmarks time retrieval alone).
+        """
         query = (query or "").strip()
         if not query:
             raise InvalidRequestError("The search query is empty.")
         k = self._k(k)
+        s = self.settings
+        how = check_mode(mode or s.search_mode)
+        filters = filters or Filters()
         info = self.store.info()
         if info is None or self.store.count() == 0:
             raise self.store.empty_error()
-        check_compatible(info, self.embedder.model, None, self.store.name)
-        return self.store.query(self.embedder.embed_query(query), k)
+        sources: list[str] | None = None
+        paths: list[str] | None = None
+        if filters.by_file:
+            rows = [r for r in self.manifest.files(status="ok") if filters.matches_file(r.source, r.path, r.kind)]
+            if not rows:
+                return []
+            sources, paths = sorted({r.source for r in rows}), [r.path for r in rows]
+        fusion = Fusion(s.hybrid_depth, s.hybrid_dense_weight, s.hybrid_exact_dense_weight)
+        depth = max(k, fusion.depth) if how == "hybrid" else k
+        dense: list[Hit] = []
+        keyword: list[Hit] = []
+        if how != "keyword":
+            check_compatible(info, self.embedder.model, None, self.store.name)
+            vector = self.embedder.embed_query(query) if embedding is None else embedding
+            dense = self.store.query(vector, depth, filters.chroma_where(sources))
+        if how != "dense":
+            keyword = self.keyword.search(query, depth, Scope(paths, filters.page_min, filters.page_max))
+        hits = dense if how == "dense" else keyword if how == "keyword" else fuse(query, dense, keyword, k, fusion)
+        hits = hits[:k]
+        if min_score is not None:
+            hits = [h for h in hits if h.score >= min_score]
+        return hits
 
-    def start(self, question: str, k: int | None = None) -> AnswerStream:
+    def start(
+        self,
+        question: str,
+        k: int | None = None,
+        *,
+        mode: Mode | str | None = None,
+        filters: Filters | None = None,
+        min_score: float | None = None,
+    ) -> AnswerStream:
         question = check_question(question)
         t0 = time.perf_counter()
-        hits = self.search(question, k)
+        hits = self.search(question, k, mode=mode, filters=filters, min_score=min_score)
+        if not hits:
+            raise InvalidRequestError(
+                "No indexed passage matches the filters"
+                + (" and minimum score" if min_score is not None else "")
+                + "; widen them (`rag search` shows what matches)."
+            )
         t1 = time.perf_counter()
         s = self.settings
         deltas = self.chat.stream(
@@ -262,16 +331,18 @@ class Rag:
         )
         return AnswerStream(question, hits, deltas, t0, t1)
 
-    def stream(self, question: str, k: int | None = None) -> Iterator[Event]:
+    def stream(self, question: str, k: int | None = None, **options: Any) -> Iterator[Event]:
+        """``start`` as events; errors become an ``error`` event. Options as for ``search``."""
         try:
-            answer = self.start(question, k)
+            answer = self.start(question, k, **options)
         except RagError as exc:
             yield Event("error", exc.to_dict() | {"status": exc.status})
             return
         yield from answer
 
-    def ask(self, question: str, k: int | None = None) -> Answer:
-        stream = self.start(question, k)
+    def ask(self, question: str, k: int | None = None, **options: Any) -> Answer:
+        """The whole answer at once. Options (mode, filters, min_score) as for ``search``."""
+        stream = self.start(question, k, **options)
         for _ in stream:
             pass
         if stream.error is not None:
@@ -320,6 +391,9 @@ class Rag:
         return k
 
     def close(self) -> None:
+        if self._keyword is not None:
+            self._keyword.close()
+            self._keyword = None
         if self._manifest is not None:
             self._manifest.close()
             self._manifest = None

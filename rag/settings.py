@@ -61,6 +61,16 @@ class Settings(BaseSettings):
     max_file_mb: float = Field(20.0, gt=0, description="Larger non-PDF files are reported and skipped.")
     write_batch: int = Field(1000, ge=1, description="Chunks per Chroma write (capped at Chroma's maximum).")
 
+    # -- retrieval ----------------------------------------------------------
+    search_mode: Literal["dense", "keyword", "hybrid"] = Field(
+        "hybrid", description="Default search mode: dense (embeddings), keyword (BM25) or hybrid (both, fused)."
+    )
+    hybrid_depth: int = Field(50, ge=1, le=1000, description="Candidates each side contributes to hybrid fusion.")
+    hybrid_dense_weight: float = Field(0.7, ge=0, le=1, description="Weight of the dense side in hybrid fusion.")
+    hybrid_exact_dense_weight: float = Field(
+        0.5, ge=0, le=1, description="Dense weight for queries with exact terms (identifiers, numbers, quotes)."
+    )
+
     # -- answering ----------------------------------------------------------
     top_k: int = Field(4, ge=1, le=100)
     temperature: float = 0.1

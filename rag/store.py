@@ -74,7 +74,9 @@ class VectorStore(Protocol):
 
     def get_metadata(self, where: dict[str, Any]) -> dict[str, dict[str, Any]]: ...
 
-    def query(self, embedding: Sequence[float], k: int) -> list[Hit]: ...
+    def get_chunks(self, ids: Sequence[str]) -> list[StoredChunk]: ...
+
+    def query(self, embedding: Sequence[float], k: int, where: dict[str, Any] | None = None) -> list[Hit]: ...
 
     def empty_error(self) -> EmptyIndexError: ...
 
@@ -227,12 +229,30 @@ class ChromaStore:
         got = col.get(where=where or None, include=["metadatas"])
         return {i: dict(m or {}) for i, m in zip(got["ids"], got["metadatas"] or [], strict=False)}
 
-    def query(self, embedding: Sequence[float], k: int) -> list[Hit]:
+    def get_chunks(self, ids: Sequence[str]) -> list[StoredChunk]:
+        """Stored texts and metadata by id (ids that are not stored are left out)."""
+        col = self._get()
+        if col is None or not ids:
+            return []
+        out: list[StoredChunk] = []
+        step = min(self.max_batch, 1000)
+        for i in range(0, len(ids), step):
+            got = col.get(ids=list(ids[i : i + step]), include=["documents", "metadatas"])
+            for cid, doc, meta in zip(got["ids"], got["documents"] or [], got["metadatas"] or [], strict=False):
+                out.append(StoredChunk(cid, doc or "", dict(meta or {})))
+        return out
+
+    def query(self, embedding: Sequence[float], k: int, where: dict[str, Any] | None = None) -> list[Hit]:
+        """The ``k`` nearest chunks (``score`` is cosine similarity), optionally only those
+        whose metadata matches ``where`` (a Chroma filter)."""
         col = self._get()
         if col is None or col.count() == 0:
             raise self.empty_error()
         res = col.query(
-            query_embeddings=[list(embedding)], n_results=k, include=["documents", "metadatas", "distances"]
+            query_embeddings=[list(embedding)],
+            n_results=k,
+            where=where or None,
+            include=["documents", "metadatas", "distances"],
         )
         hits = []
         for cid, doc, meta, dist in zip(

@@ -111,7 +111,11 @@ def snapshot(index: Path) -> dict[str, Any]:
         )
     }
     owned = {r[0]: r[1] for r in db.execute("SELECT id, path FROM chunks")}
+    keyword = {r[0]: r[1] for r in db.execute("SELECT id, text FROM kw_chunks")}
+    db.execute("INSERT INTO kw (kw) VALUES ('integrity-check')")  # raises if FTS5 and its rows disagree
     db.close()
+    # The keyword index holds exactly Chroma's chunks, with the same texts.
+    assert keyword == {cid: c[0] for cid, c in chunks.items()}, "keyword index and Chroma disagree"
     # The manifest agrees with Chroma: no orphans, nothing missing, nothing pending.
     assert set(owned) == set(chunks), "manifest and Chroma disagree"
     assert all(status in ("ok", "failed") and pending is None for _, status, _, _, _, pending, _ in files.values())

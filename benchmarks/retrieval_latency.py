@@ -1,0 +1,120 @@
+"""Query latency, retrieval only (the question is embedded first, outside the timing), at >= 50,000 chunks.
+
+    .venv/bin/python benchmarks/retrieval_latency.py [--copies 3] [--repeat 3] [--work DIR]
+
+The index holds real text: ``--copies`` copies of the sqlite3-doc HTML corpus plus the gnuplot
+PDF manual (scripts/eval_corpora.sh installs them), ingested through the instant embeddings
+server (benchmarks/instant_embeddings.py), so building it takes minutes and the keyword side sees
+real posting lists. The queries are the questions of both eval sets. Each question is run through
+Chroma's own ``query`` and the three modes in turn (interleaved, so the machine's noise hits all
+alike), ``--repeat`` times after a warm-up; p50/p95/p99 per mode and the ratio to Chroma alone
+are printed. Target (issue 5): p50 <= 15 ms, p99 <= 60 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE.parent), str(HERE)]
+
+from instant_embeddings import running  # noqa: E402
+
+from rag import Rag, Settings  # noqa: E402
+from rag.evaluate import load_questions  # noqa: E402
+
+REPO = HERE.parent
+
+
+def corpora() -> dict[str, Path]:
+    out = subprocess.run(["bash", str(REPO / "scripts" / "eval_corpora.sh")], capture_output=True, text=True)
+    if out.returncode != 0:
+        sys.exit(f"scripts/eval_corpora.sh failed:\n{out.stderr}")
+    return {k: Path(v) for k, v in (line.split("=", 1) for line in out.stdout.split())}
+
+
+def pct(xs: list[float], p: float) -> float:
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--copies", type=int, default=3, help="copies of the sqlite3-doc corpus [3: ~70k chunks]")
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--k", type=int, default=10)
+    ap.add_argument("--work", type=Path, help="keep the corpus and index here (reused if present)")
+    a = ap.parse_args()
+    work = a.work or Path(tempfile.mkdtemp(prefix="rag-latency-"))
+    src = corpora()
+    corpus = work / "corpus"
+    for i in range(a.copies):
+        dst = corpus / f"sqlite-{i}"
+        if not dst.exists():
+            shutil.copytree(src["sqlite3-doc"], dst)
+    if not (corpus / "gnuplot").exists():
+        shutil.copytree(src["gnuplot-doc"], corpus / "gnuplot")
+    questions = [
+        q.question for f in ("sqlite3-doc", "gnuplot-doc") for q in load_questions(REPO / "data/eval" / f"{f}.jsonl")
+    ]
+
+    with running() as url:
+        settings = Settings(index_dir=work / "index", embed_base_url=url, embed_model="instant")
+        with Rag(settings) as r:
+            t0 = time.perf_counter()
+            report = r.ingest([corpus])
+            chunks = r.store.count()
+            took = time.perf_counter() - t0
+            print(f"index: {chunks} chunks, {len(report.files)} files ({took:.0f} s to build or check)")
+            if chunks < 50_000:
+                print(f"warning: fewer than 50,000 chunks; raise --copies (now {a.copies})")
+            vectors = [r.embedder.embed_query(q) for q in questions]
+            r.keyword.count()  # open the keyword index outside the timing, as a running service has it
+
+            modes = ("chroma", "dense", "keyword", "hybrid")
+            times: dict[str, list[float]] = {m: [] for m in modes}
+
+            def once(m: str, q: str, v: list[float]) -> float:
+                t = time.perf_counter()
+                if m == "chroma":
+                    r.store.query(v, a.k)
+                else:
+                    r.search(q, a.k, mode=m, embedding=v)
+                return (time.perf_counter() - t) * 1000
+
+            for q, v in list(zip(questions, vectors, strict=True))[:20]:  # warm-up
+                for m in modes:
+                    once(m, q, v)
+            for _ in range(a.repeat):
+                for q, v in zip(questions, vectors, strict=True):
+                    for m in modes:
+                        times[m].append(once(m, q, v))
+
+    n = len(times["chroma"])
+    print(f"\n{n} queries per mode (k={a.k}), {chunks} chunks")
+    print(f"{'mode':<8} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'mean ms':>8} {'p50 / chroma':>13}")
+    base = statistics.median(times["chroma"])
+    for m in modes:
+        xs = times[m]
+        print(
+            f"{m:<8} {pct(xs, 50):8.2f} {pct(xs, 95):8.2f} {pct(xs, 99):8.2f} {statistics.fmean(xs):8.2f} "
+            f"{pct(xs, 50) / base:13.2f}"
+        )
+    h = times["hybrid"]
+    print(
+        f"\ntarget (default mode, hybrid): p50 <= 15 ms {'met' if pct(h, 50) <= 15 else 'NOT met'}, "
+        f"p99 <= 60 ms {'met' if pct(h, 99) <= 60 else 'NOT met'}"
+    )
+    if a.work is None:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

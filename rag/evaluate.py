@@ -1,0 +1,167 @@
+"""``rag eval``: retrieval quality of each search mode on a question set.
+
+One JSON object per line::
+
+    {"question": "...", "expected": [{"source": "relative/path", "page": 3}]}
+
+``page`` is optional. A retrieved chunk is relevant when its source is the
+expected one (or ends with ``/`` + it, so a corpus ingested from a parent folder
+still matches) and, if a page is given, it is on that page. Other fields (an
+answer, a note) are ignored.
+
+Metrics over the top 10 chunks: hit@1/5/10 (a relevant chunk within the first
+1/5/10), MRR (1 / rank of the first relevant chunk, 0 if none in the top 10) and
+nDCG@10 with binary gains, where each expected location earns its gain once (a
+second chunk from the same page is not a second success) and the ideal ranking
+puts every expected location first.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rag.errors import InvalidRequestError
+from rag.retrieval import Filters, Mode
+from rag.store import Hit
+
+if TYPE_CHECKING:
+    from rag.engine import Rag
+
+DEPTH = 10
+
+
+@dataclass(frozen=True)
+class Expected:
+    source: str
+    page: int | None = None
+
+    def matches(self, hit: Hit) -> bool:
+        same = hit.source == self.source or hit.source.endswith("/" + self.source)
+        return same and (self.page is None or hit.page == self.page)
+
+
+@dataclass
+class Question:
+    question: str
+    expected: list[Expected]
+    line: int
+
+
+def load_questions(path: Path) -> list[Question]:
+    """Read and check a question file; errors name the line and what is wrong."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise InvalidRequestError(f"Cannot read the question file {path}: {exc.strerror or exc}") from exc
+    out: list[Question] = []
+    for n, raw in enumerate(lines, start=1):
+        if not raw.strip():
+            continue
+        where = f"{path}, line {n}"
+        try:
+            obj = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise InvalidRequestError(f"{where}: not JSON ({exc.msg}).") from exc
+        if not isinstance(obj, dict) or not isinstance(obj.get("question"), str) or not obj["question"].strip():
+            raise InvalidRequestError(f'{where}: needs a non-empty "question" string.')
+        exp = obj.get("expected")
+        if not isinstance(exp, list) or not exp:
+            raise InvalidRequestError(f'{where}: needs "expected": [{{"source": "path", "page": 3}}, ...].')
+        expected = []
+        for e in exp:
+            if not isinstance(e, dict) or not isinstance(e.get("source"), str) or not e["source"]:
+                raise InvalidRequestError(f'{where}: every expected entry needs a "source" path.')
+            page = e.get("page")
+            if page is not None and (not isinstance(page, int) or page < 1):
+                raise InvalidRequestError(f'{where}: "page" must be a positive integer, not {page!r}.')
+            expected.append(Expected(e["source"].strip("/"), page))
+        out.append(Question(obj["question"], expected, n))
+    if not out:
+        raise InvalidRequestError(f"{path} holds no questions.")
+    return out
+
+
+def ranks(hits: Sequence[Hit], expected: Sequence[Expected]) -> tuple[int | None, float]:
+    """(rank of the first relevant hit or None, nDCG@10) for one question."""
+    first: int | None = None
+    dcg = 0.0
+    earned: set[Expected] = set()
+    for i, hit in enumerate(hits[:DEPTH], start=1):
+        new = [e for e in expected if e not in earned and e.matches(hit)]
+        if any(e.matches(hit) for e in expected) and first is None:
+            first = i
+        if new:
+            earned.add(new[0])
+            dcg += 1.0 / math.log2(i + 1)
+    ideal = sum(1.0 / math.log2(i + 1) for i in range(1, min(len(set(expected)), DEPTH) + 1))
+    return first, (dcg / ideal if ideal else 0.0)
+
+
+@dataclass
+class ModeScore:
+    mode: str
+    questions: int = 0
+    hit1: float = 0.0
+    hit5: float = 0.0
+    hit10: float = 0.0
+    mrr: float = 0.0
+    ndcg10: float = 0.0
+    ms_mean: float = 0.0
+    first_ranks: list[int | None] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "mode": self.mode,
+            "questions": self.questions,
+            "hit@1": round(self.hit1, 4),
+            "hit@5": round(self.hit5, 4),
+            "hit@10": round(self.hit10, 4),
+            "mrr": round(self.mrr, 4),
+            "ndcg@10": round(self.ndcg10, 4),
+            "ms_mean": round(self.ms_mean, 2),
+        }
+
+
+def summarise(mode: str, results: Sequence[tuple[int | None, float]], seconds: float) -> ModeScore:
+    n = len(results)
+    firsts = [r for r, _ in results]
+    return ModeScore(
+        mode,
+        n,
+        hit1=sum(1 for r in firsts if r is not None and r <= 1) / n,
+        hit5=sum(1 for r in firsts if r is not None and r <= 5) / n,
+        hit10=sum(1 for r in firsts if r is not None) / n,
+        mrr=sum(1.0 / r for r in firsts if r is not None) / n,
+        ndcg10=sum(g for _, g in results) / n,
+        ms_mean=1000 * seconds / n,
+        first_ranks=firsts,
+    )
+
+
+def evaluate(
+    rag: Rag,
+    questions: Sequence[Question],
+    modes: Sequence[Mode],
+    filters: Filters | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[ModeScore]:
+    """Score each mode on ``questions`` against the current index. Each question is
+    embedded once and the vector reused by every mode that needs it."""
+    results: dict[str, list[tuple[int | None, float]]] = {m: [] for m in modes}
+    spent: dict[str, float] = dict.fromkeys(modes, 0.0)
+    for i, q in enumerate(questions, start=1):
+        vector = rag.embedder.embed_query(q.question) if any(m != "keyword" for m in modes) else None
+        for mode in modes:
+            t0 = time.perf_counter()
+            hits = rag.search(q.question, DEPTH, mode=mode, filters=filters, embedding=vector)
+            spent[mode] += time.perf_counter() - t0
+            results[mode].append(ranks(hits, q.expected))
+        if progress:
+            progress(i, len(questions))
+    return [summarise(m, results[m], spent[m]) for m in modes]

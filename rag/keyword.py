@@ -1,0 +1,233 @@
+"""The keyword index: BM25 (SQLite FTS5) over exactly the chunks in the vector store.
+
+It lives in the ingest manifest's SQLite file, and its rows are written in the
+same transaction that commits a file's chunks (and deleted by a trigger when the
+manifest drops them), so it always holds what the manifest says is committed:
+crash recovery of the manifest is recovery of the keyword index too.
+
+Text is analysed in Python before FTS5 sees it, because FTS5's tokenizers do not
+split Chinese (a run of Han characters would be one token) and split identifiers
+such as ``sqlite3_prepare_v2`` into parts that each match too much. We index:
+
+- words, lower-cased, Porter-stemmed by FTS5 (``running`` finds ``run``);
+- identifiers whole *and* in parts (``sqlite3_prepare_v2``, ``sqlite3``, ``prepare``,
+  ``v2``; ``getElementById``, ``get``, ``element``, ``by``, ``id``);
+- Chinese and Japanese as overlapping character bigrams (plus single characters
+  that stand alone), the usual approach when no word segmenter is available;
+- no English stopwords (they only lengthen posting lists and slow queries).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rag.store import Hit, StoredChunk
+
+# The keyword tables, created in the manifest database. kw_chunks holds the text and
+# what filters and citations need; kw is an external-content FTS5 index over its `terms`.
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS kw_chunks (
+    rowid INTEGER PRIMARY KEY,      -- stable: FTS5 external content is keyed by it
+    id TEXT NOT NULL UNIQUE,        -- the chunk id in the vector store
+    path TEXT NOT NULL,             -- absolute path of the file (manifest identity)
+    source TEXT NOT NULL,
+    kind TEXT,
+    page INTEGER NOT NULL DEFAULT 0,
+    meta TEXT NOT NULL,             -- JSON metadata, as stored in Chroma
+    text TEXT NOT NULL,
+    terms TEXT NOT NULL             -- analysed text (what FTS5 indexes)
+);
+CREATE INDEX IF NOT EXISTS kw_chunks_path ON kw_chunks (path);
+CREATE VIRTUAL TABLE IF NOT EXISTS kw USING fts5(
+    terms, content='kw_chunks', content_rowid='rowid', tokenize="porter unicode61 tokenchars '_'"
+);
+CREATE TRIGGER IF NOT EXISTS kw_chunks_ai AFTER INSERT ON kw_chunks BEGIN
+    INSERT INTO kw (rowid, terms) VALUES (new.rowid, new.terms);
+END;
+CREATE TRIGGER IF NOT EXISTS kw_chunks_ad AFTER DELETE ON kw_chunks BEGIN
+    INSERT INTO kw (kw, rowid, terms) VALUES ('delete', old.rowid, old.terms);
+END;
+-- Whatever removes a committed chunk from the manifest removes it from the keyword index.
+CREATE TRIGGER IF NOT EXISTS chunks_kw_ad AFTER DELETE ON chunks BEGIN
+    DELETE FROM kw_chunks WHERE id = old.id;
+END;
+"""
+
+STOPWORDS = frozenset(
+    """a about above after again all also am an and any are as at be because been before being below
+    between both but by can could did do does doing down during each few for from further had has have
+    having he her here hers him his how i if in into is it its itself just me more most my no nor not of
+    off on once only or other our ours out over own same she should so some such than that the their
+    theirs them then there these they this those through to too under until up very was we were what
+    when where which while who whom why will with would you your yours""".split()  # noqa: SIM905
+)
+
+_WORD = re.compile(r"\w+")
+_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
+_CAMEL = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+")
+
+
+def _word_terms(word: str, out: list[str]) -> None:
+    lower = word.lower()
+    parts = [p for p in word.split("_") if p]
+    if len(parts) == 1 and (word.isupper() or not any(c.isupper() for c in word[1:])):
+        if len(lower) > 1 and lower not in STOPWORDS:
+            out.append(lower)
+        return
+    if len(lower.strip("_")) > 1:
+        out.append(lower)  # the identifier whole: an exact name match is the strongest signal
+    for part in parts:
+        split = any(c.isupper() for c in part[1:]) and not part.isupper()
+        for sub in (_CAMEL.findall(part) if split else None) or [part]:
+            sub = sub.lower()
+            if len(sub) > 1 and sub not in STOPWORDS:
+                out.append(sub)
+
+
+def terms(text: str) -> list[str]:
+    """The index terms of ``text`` (before FTS5's stemming)."""
+    out: list[str] = []
+    for word in _WORD.findall(text):
+        pos = 0
+        for m in _CJK.finditer(word):
+            if m.start() > pos:
+                _word_terms(word[pos : m.start()], out)
+            run = m.group()
+            if len(run) == 1:
+                out.append(run)
+            else:
+                out.extend(run[i : i + 2] for i in range(len(run) - 1))
+            pos = m.end()
+        if pos < len(word):
+            _word_terms(word[pos:], out)
+    return out
+
+
+def match_expression(query: str) -> str | None:
+    """An FTS5 query: any of the query's terms (BM25 ranks documents with more and rarer ones first)."""
+    unique = list(dict.fromkeys(terms(query)))
+    if not unique:
+        return None
+    return " OR ".join('"' + t.replace('"', '""') + '"' for t in unique)
+
+
+def rows_for(path: str, chunks: Sequence[StoredChunk]) -> list[tuple[Any, ...]]:
+    """kw_chunks rows for one file's chunks (written by the manifest's commit)."""
+    return [
+        (
+            c.id,
+            path,
+            str(c.metadata.get("source", "")),
+            c.metadata.get("kind"),
+            int(c.metadata.get("page") or 0),
+            json.dumps(c.metadata, ensure_ascii=False),
+            c.text,
+            " ".join(terms(c.text)),
+        )
+        for c in chunks
+    ]
+
+
+INSERT = "INSERT OR REPLACE INTO kw_chunks (id, path, source, kind, page, meta, text, terms) VALUES (?,?,?,?,?,?,?,?)"
+
+
+@dataclass
+class Scope:
+    """Where a search may look, resolved to SQL: allowed file paths (None = all) and a page range."""
+
+    paths: list[str] | None = None
+    page_min: int | None = None
+    page_max: int | None = None
+
+
+class KeywordIndex:
+    """Reads the keyword tables of a manifest file; one connection per thread (WAL: never
+    blocked by an ingest writing the same file)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._local = threading.local()
+        self._all: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+
+    def _db(self) -> sqlite3.Connection:
+        db: sqlite3.Connection | None = getattr(self._local, "db", None)
+        if db is None:
+            db = sqlite3.connect(self.path, check_same_thread=False, timeout=30)
+            db.execute("PRAGMA query_only=ON")
+            self._local.db = db
+            with self._lock:
+                self._all.append(db)
+        return db
+
+    def count(self) -> int:
+        try:
+            return int(self._db().execute("SELECT COUNT(*) FROM kw_chunks").fetchone()[0])
+        except sqlite3.OperationalError:  # a manifest from before the keyword index: no table yet
+            return 0
+
+    def search(self, query: str, n: int, scope: Scope | None = None) -> list[Hit]:
+        """The ``n`` best chunks by BM25; ``score`` is BM25 (higher is better, unbounded)."""
+        expr = match_expression(query)
+        if expr is None or n <= 0:
+            return []
+        sql = (
+            "SELECT c.id, c.source, c.page, c.meta, c.text, -bm25(kw) AS score "
+            "FROM kw JOIN kw_chunks c ON c.rowid = kw.rowid WHERE kw MATCH ?"
+        )
+        args: list[Any] = [expr]
+        scope = scope or Scope()
+        if scope.paths is not None:
+            if not scope.paths:
+                return []
+            sql += f" AND c.path IN ({','.join('?' * len(scope.paths))})"
+            args += scope.paths
+        if scope.page_min is not None:
+            sql += " AND c.page >= ?"
+            args.append(scope.page_min)
+        if scope.page_max is not None:
+            sql += " AND c.page <= ?"
+            args.append(scope.page_max)
+        sql += " ORDER BY bm25(kw) LIMIT ?"
+        args.append(n)
+        try:
+            rows = self._db().execute(sql, args).fetchall()
+        except sqlite3.OperationalError as exc:
+            if "no such table" in str(exc):
+                return []
+            raise
+        return [
+            Hit(id=r[0], score=float(r[5]), source=r[1], page=r[2] or None, text=r[4], metadata=json.loads(r[3]))
+            for r in rows
+        ]
+
+    def ids(self) -> set[str]:
+        try:
+            return {r[0] for r in self._db().execute("SELECT id FROM kw_chunks")}
+        except sqlite3.OperationalError:
+            return set()
+
+    def close(self) -> None:
+        with self._lock:
+            for db in self._all:
+                db.close()
+            self._all.clear()
+        self._local = threading.local()
+
+
+def missing_rows(manifest_db: sqlite3.Connection) -> list[tuple[str, str]]:
+    """(chunk id, path) committed in the manifest but absent from the keyword index:
+    a manifest written before the keyword index existed."""
+    return [
+        (r[0], r[1])
+        for r in manifest_db.execute(
+            "SELECT c.id, c.path FROM chunks c LEFT JOIN kw_chunks k ON k.id = c.id WHERE k.id IS NULL"
+        )
+    ]

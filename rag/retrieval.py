@@ -1,0 +1,179 @@
+"""Search modes, filters and the fusion of dense and keyword results.
+
+Three modes: ``dense`` (Chroma, cosine similarity), ``keyword`` (BM25 over the
+same chunks, ``rag.keyword``) and ``hybrid`` (both, fused; the default).
+
+How ``hybrid`` fuses, and why (measured on both eval sets, docs/benchmarks.md):
+plain reciprocal rank fusion gives a weak keyword ranking the same say as a
+strong dense one and loses to dense alone. We instead
+1. take ``depth`` candidates from each side (more than k: a chunk ranked 30th by
+   one side and 3rd by the other must be seen by both);
+2. normalise each side's scores to [0, 1] within its candidates (min-max), so an
+   unbounded BM25 score and a cosine similarity become comparable;
+3. score every candidate ``w * dense + (1 - w) * keyword`` (a candidate missing
+   from one side gets 0 there), with the keyword weight raised for queries that
+   carry exact terms (identifiers, code, numbers, quoted strings), where BM25 is
+   at its best and small embedding models at their worst.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+from rag.errors import InvalidRequestError
+from rag.store import Hit
+
+Mode = Literal["dense", "keyword", "hybrid"]
+MODES: tuple[Mode, ...] = ("dense", "keyword", "hybrid")
+
+
+@dataclass(frozen=True)
+class Filters:
+    """Which chunks a search may return. Empty means no restriction.
+
+    ``paths``: source-path prefixes (``c3ref/``, ``docs/guide``) or globs (``*.md``,
+    ``docs/**/intro*``; ``*`` also crosses ``/``), matched against the source as cited;
+    an absolute path (``/home/me/notes``) is matched against the file's full path.
+    ``types``: kinds (``pdf``, ``markdown``, ``html``, ``text``, ``code``) or extensions
+    (``md``, ``.py``). ``pages``: an inclusive range; chunks without pages (anything but
+    PDF) never match a page range.
+    """
+
+    paths: tuple[str, ...] = ()
+    types: tuple[str, ...] = ()
+    page_min: int | None = None
+    page_max: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("page_min", "page_max"):
+            v = getattr(self, name)
+            if v is not None and v < 1:
+                raise InvalidRequestError(f"Pages are numbered from 1; {name.replace('_', ' ')} {v} is invalid.")
+        if self.page_min is not None and self.page_max is not None and self.page_min > self.page_max:
+            raise InvalidRequestError(f"The page range {self.page_min}-{self.page_max} is empty.")
+
+    @property
+    def by_file(self) -> bool:
+        return bool(self.paths or self.types)
+
+    @property
+    def empty(self) -> bool:
+        return not self.by_file and self.page_min is None and self.page_max is None
+
+    def matches_file(self, source: str, path: str, kind: str | None) -> bool:
+        if self.paths and not any(_path_matches(p, source, path) for p in self.paths):
+            return False
+        if self.types:
+            ext = source.rsplit(".", 1)[-1].lower() if "." in source.rsplit("/", 1)[-1] else ""
+            wanted = {t.lower().lstrip(".") for t in self.types}
+            if (kind or "") not in wanted and ext not in wanted:
+                return False
+        return True
+
+    def chroma_where(self, sources: Sequence[str] | None) -> dict[str, Any] | None:
+        conds: list[dict[str, Any]] = []
+        if sources is not None:
+            conds.append({"source": {"$in": list(sources)}})
+        if self.page_min is not None:
+            conds.append({"page": {"$gte": self.page_min}})
+        if self.page_max is not None:
+            conds.append({"page": {"$lte": self.page_max}})
+        if not conds:
+            return None
+        return conds[0] if len(conds) == 1 else {"$and": conds}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "paths": list(self.paths),
+            "types": list(self.types),
+            "page_min": self.page_min,
+            "page_max": self.page_max,
+        }
+
+
+def parse_pages(text: str | None) -> tuple[int | None, int | None]:
+    """``"5"``, ``"3-7"``, ``"3-"`` or ``"-7"`` as (min, max)."""
+    if text is None or not text.strip():
+        return None, None
+    m = re.fullmatch(r"\s*(\d*)\s*(-?)\s*(\d*)\s*", text)
+    if not m or not (m.group(1) or m.group(3)) or (not m.group(2) and not m.group(1)):
+        raise InvalidRequestError(f"Invalid page range '{text}': use 5, 3-7, 3- or -7.")
+    lo = int(m.group(1)) if m.group(1) else None
+    hi = int(m.group(3)) if m.group(3) else (lo if not m.group(2) else None)
+    return lo, hi
+
+
+def _path_matches(pattern: str, source: str, path: str) -> bool:
+    target = path if pattern.startswith("/") else source
+    if any(c in pattern for c in "*?["):
+        return fnmatch.fnmatchcase(target, pattern)
+    return target.startswith(pattern)
+
+
+# -- fusion ------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Fusion:
+    """The hybrid mode's one configuration (see the module docstring for the reasoning)."""
+
+    depth: int = 50  # candidates taken from each side
+    dense_weight: float = 0.7  # w for ordinary questions
+    exact_dense_weight: float = 0.5  # w when the query has exact terms
+
+
+_EXACT = re.compile(
+    r"""\w+_\w+           # snake_case identifiers
+      | \b[a-z]+[A-Z]\w*  # camelCase
+      | \b[A-Z]{2,}\b     # CONSTANTS, acronyms, error codes
+      | \w*\d\w*          # anything with a digit: versions, part numbers, sqlite3
+      | \w\(\)?           # calls: name( or name()
+      | ["'`]             # quoted strings
+      | --?[a-z]          # options
+      | \.\w+\b(?=\s|$)   # .commands, extensions
+    """,
+    re.VERBOSE,
+)
+
+
+def has_exact_terms(query: str) -> bool:
+    return bool(_EXACT.search(query))
+
+
+def _minmax(hits: Sequence[Hit]) -> dict[str, float]:
+    if not hits:
+        return {}
+    scores = [h.score for h in hits]
+    lo, hi = min(scores), max(scores)
+    if hi - lo <= 1e-12:
+        return {h.id: 1.0 for h in hits}
+    return {h.id: (h.score - lo) / (hi - lo) for h in hits}
+
+
+def fuse(query: str, dense: Sequence[Hit], keyword: Sequence[Hit], k: int, fusion: Fusion = Fusion()) -> list[Hit]:
+    """The top ``k`` of both lists by weighted, normalised score; ``score`` is the fused one (0-1)."""
+    w = fusion.exact_dense_weight if has_exact_terms(query) else fusion.dense_weight
+    d, kw = _minmax(dense), _minmax(keyword)
+    by_id = {h.id: h for h in keyword} | {h.id: h for h in dense}
+    fused = {cid: w * d.get(cid, 0.0) + (1 - w) * kw.get(cid, 0.0) for cid in by_id}
+    ranked = sorted(fused, key=lambda cid: (-fused[cid], cid))[:k]
+    return [replace(by_id[cid], score=fused[cid]) for cid in ranked]
+
+
+@dataclass
+class SearchRequest:
+    """One search, as the library, CLI and HTTP API all describe it."""
+
+    query: str
+    k: int
+    mode: Mode = "hybrid"
+    filters: Filters = field(default_factory=Filters)
+    min_score: float | None = None
+
+
+def check_mode(mode: str) -> Mode:
+    if mode not in MODES:
+        raise InvalidRequestError(f"Unknown search mode '{mode}': use one of {', '.join(MODES)}.")
+    return mode  # type: ignore[return-value]

@@ -1,0 +1,278 @@
+"""Issue 5: the keyword index, the three search modes, filters and the eval harness,
+on a real Chroma in a temporary directory, a real embeddings server process on
+127.0.0.1 (deterministic vectors: dense ranking is arbitrary, which is what lets
+these tests tell the modes apart) and the real files of data/."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from api.app import create_app
+from rag import Rag
+from rag.errors import InvalidRequestError
+from rag.evaluate import Expected, load_questions, ranks
+from rag.keyword import match_expression, terms
+from rag.retrieval import Filters, Fusion, fuse, has_exact_terms, parse_pages
+from rag.store import Hit
+from tests.conftest import ServerProcess, clean_env, instant_settings, run_cli
+
+
+@pytest.fixture
+def indexed(tmp_path: Path, instant_embeddings: ServerProcess, data_copy: Path) -> Iterator[Rag]:
+    with Rag(instant_settings(tmp_path / "index", instant_embeddings)) as r:
+        r.ingest([data_copy])
+        yield r
+
+
+def keyword_ids(r: Rag) -> set[str]:
+    return r.keyword.ids()
+
+
+def consistent(r: Rag) -> set[str]:
+    """Keyword index == manifest == Chroma, and FTS5 agrees with its rows."""
+    stored = r.store.all_ids()
+    assert keyword_ids(r) == r.manifest.all_chunk_ids() == stored
+    db = sqlite3.connect(r.manifest.path)
+    db.execute("INSERT INTO kw (kw) VALUES ('integrity-check')")
+    db.close()
+    return stored
+
+
+# -- analysis ------------------------------------------------------------------------------------
+def test_terms_keep_identifiers_whole_and_in_parts() -> None:
+    got = terms("Call sqlite3_prepare_v2() or getElementById, SQLITE_BUSY; the end.")
+    assert {"sqlite3_prepare_v2", "sqlite3", "prepare", "v2", "getelementbyid", "element", "id"} <= set(got)
+    assert {"sqlite_busy", "sqlite", "busy", "call", "end"} <= set(got)
+    assert "the" not in got and "or" not in got
+
+
+def test_terms_split_chinese_into_bigrams() -> None:
+    assert terms("空气净化器") == ["空气", "气净", "净化", "化器"]
+    assert terms("滤网 A") == ["滤网"]
+    assert terms("中") == ["中"]
+
+
+def test_match_expression_quotes_every_term() -> None:
+    assert match_expression('what is "NEAR" AND x2?') == '"near" OR "x2"'
+    assert match_expression("the of and") is None
+
+
+# -- the keyword index follows ingest ---------------------------------------------------------------
+def test_keyword_index_holds_exactly_the_committed_chunks(indexed: Rag, data_copy: Path) -> None:
+    r = indexed
+    assert len(consistent(r)) > 10
+    # Edit one file, delete one, rename one, add one: the next run keeps all three indexes equal.
+    notes = data_copy / "z10-release-notes.txt"
+    notes.write_text(notes.read_text() + "\nVersion 9.9.9 adds the quokkatron pairing mode.\n")
+    (data_copy / "support-hours.html").unlink()
+    (data_copy / "returns-policy.md").rename(data_copy / "returns.md")
+    (data_copy / "new.md").write_text("# Zebrafish\n\nThe zebrafish firmware handles hibernation.\n")
+    r.ingest([data_copy])
+    consistent(r)
+    assert r.search("quokkatron", 3, mode="keyword")[0].source == "z10-release-notes.txt"
+    assert r.search("zebrafish hibernation", 3, mode="keyword")[0].source == "new.md"
+    assert all(h.source != "support-hours.html" for h in r.search("support hours weekend", 10, mode="keyword"))
+    assert {h.source for h in r.search("restocking fee", 5, mode="keyword")} == {"returns.md"}
+    r.forget(data_copy / "new.md")
+    consistent(r)
+    assert r.search("zebrafish", 3, mode="keyword") == []
+    r.reset()
+    assert keyword_ids(r) == set()
+
+
+def test_keyword_index_is_filled_in_for_an_index_built_before_it(
+    tmp_path: Path, instant_embeddings: ServerProcess, data_copy: Path
+) -> None:
+    settings = instant_settings(tmp_path / "index", instant_embeddings)
+    with Rag(settings) as r:
+        r.ingest([data_copy])
+        manifest = r.manifest.path
+    db = sqlite3.connect(manifest)  # what a manifest written by the previous version looks like
+    db.executescript("DROP TRIGGER chunks_kw_ad; DROP TABLE kw; DROP TABLE kw_chunks;")
+    db.close()
+    with Rag(settings) as r:
+        stored = consistent(r)
+        assert len(stored) > 10
+        assert r.search("restocking fee", 1, mode="keyword")[0].source == "returns-policy.md"
+
+
+# -- modes ---------------------------------------------------------------------------------------------
+def test_keyword_mode_finds_exact_terms_and_chinese(indexed: Rag) -> None:
+    top = indexed.search("SUPPORTED_FORMATS", 1, mode="keyword")[0]
+    assert top.source == "tools/export_report.py" and "SUPPORTED_FORMATS" in top.text
+    top = indexed.search("净化器的滤网多久更换", 1, mode="keyword")[0]
+    assert top.source == "zh/q7-air-purifier.md" and "滤网" in top.text
+    assert indexed.search("xylophonic quasar", 5, mode="keyword") == []
+
+
+def test_hybrid_takes_exact_matches_from_the_keyword_side(indexed: Rag) -> None:
+    # Dense vectors here are arbitrary: an identifier only BM25 can find must still come first.
+    dense = indexed.search("SUPPORTED_FORMATS", 5, mode="dense")
+    hybrid = indexed.search("SUPPORTED_FORMATS", 5, mode="hybrid")
+    assert "SUPPORTED_FORMATS" in hybrid[0].text
+    assert all(0.0 <= h.score <= 1.0 for h in hybrid)
+    assert [h.score for h in hybrid] == sorted((h.score for h in hybrid), reverse=True)
+    assert {h.id for h in dense} & {h.id for h in hybrid}  # the dense side contributes too
+    assert indexed.settings.search_mode == "hybrid"
+
+
+def test_fuse_weights_and_normalisation() -> None:
+    def hit(cid: str, score: float) -> Hit:
+        return Hit(cid, score, "s", None, cid)
+
+    dense = [hit("a", 0.90), hit("b", 0.85), hit("c", 0.80)]
+    keyword = [hit("c", 30.0), hit("d", 10.0), hit("a", 5.0)]
+    fusion = Fusion(depth=10, dense_weight=0.7, exact_dense_weight=0.3)
+    plain = fuse("open a database", dense, keyword, 4, fusion)
+    # a: 0.7*1 + 0.3*0 = 0.7; c: 0.7*0 + 0.3*1 = 0.3; b: 0.7*0.5 = 0.35; d: 0.3*0.2 = 0.06
+    assert [h.id for h in plain] == ["a", "b", "c", "d"]
+    assert plain[0].score == pytest.approx(0.7)
+    exact = fuse("sqlite3_open_v2 flags", dense, keyword, 4, fusion)
+    # w = 0.3 for exact terms: c: 0.7, a: 0.3, b: 0.15, d: 0.14
+    assert [h.id for h in exact] == ["c", "a", "b", "d"]
+    assert fuse("x", [], [], 3, fusion) == []
+    assert has_exact_terms("what does SQLITE_BUSY mean") and not has_exact_terms("how do I open a database")
+
+
+# -- filters --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("mode", ["dense", "keyword", "hybrid"])
+def test_filters_apply_in_every_mode(indexed: Rag, data_copy: Path, mode: str) -> None:
+    q = "warranty support returns firmware HEPA 滤网 Q7 hours"
+
+    def sources(**f: object) -> set[str]:
+        hits = indexed.search(q, 20, mode=mode, filters=Filters(**f))  # type: ignore[arg-type]
+        return {h.source for h in hits}
+
+    assert sources(paths=("zh/",)) == {"zh/q7-air-purifier.md"}
+    assert sources(paths=("*.md",)) <= {"returns-policy.md", "zh/q7-air-purifier.md"}
+    assert sources(paths=(str(data_copy / "z10"),)) == {"z10-release-notes.txt"}
+    assert sources(types=("pdf",)) == {"x200-user-guide.pdf"}
+    assert sources(types=(".txt", "html")) <= {"z10-release-notes.txt", "support-hours.html"}
+    pages = {h.page for h in indexed.search(q, 20, mode=mode, filters=Filters(page_min=2, page_max=3))}  # type: ignore[arg-type]
+    assert pages and pages <= {2, 3}
+    assert sources(paths=("nothing/",)) == set()
+
+
+def test_min_score_and_bad_filters(indexed: Rag) -> None:
+    hits = indexed.search("restocking fee warranty returns", 10, mode="keyword")
+    cut = hits[1].score
+    kept = indexed.search("restocking fee warranty returns", 10, mode="keyword", min_score=cut)
+    assert kept == [h for h in hits if h.score >= cut] and len(kept) < len(hits)
+    with pytest.raises(InvalidRequestError, match="page range 5-2 is empty"):
+        Filters(page_min=5, page_max=2)
+    with pytest.raises(InvalidRequestError, match="Unknown search mode"):
+        indexed.search("x", 3, mode="fuzzy")
+    assert parse_pages("3-7") == (3, 7) and parse_pages("5") == (5, 5) and parse_pages("-4") == (None, 4)
+    with pytest.raises(InvalidRequestError, match="Invalid page range"):
+        parse_pages("seven")
+    with pytest.raises(InvalidRequestError, match="No indexed passage matches"):
+        indexed.start("What is the restocking fee?", 3, filters=Filters(paths=("nowhere/",)))
+
+
+# -- HTTP -------------------------------------------------------------------------------------------------
+def test_http_search_takes_the_same_options(indexed: Rag) -> None:
+    with TestClient(create_app(rag=indexed)) as client:
+        r = client.post("/search", json={"query": "SUPPORTED_FORMATS", "k": 3, "mode": "keyword"})
+        assert r.status_code == 200 and "SUPPORTED_FORMATS" in r.json()["hits"][0]["text"]
+        r = client.post("/search", json={"query": "fee", "types": ["pdf"], "page_min": 2, "page_max": 2, "k": 5})
+        assert r.status_code == 200
+        assert {(h["source"], h["page"]) for h in r.json()["hits"]} == {("x200-user-guide.pdf", 2)}
+        r = client.post("/search", json={"query": "fee", "paths": ["zh/"], "mode": "dense"})
+        assert {h["source"] for h in r.json()["hits"]} == {"zh/q7-air-purifier.md"}
+        r = client.post("/search", json={"query": "fee", "mode": "fuzzy"})
+        assert r.status_code == 400 and "mode" in r.json()["error"]["message"]
+        r = client.post("/search", json={"query": "fee", "page_min": 5, "page_max": 2})
+        assert r.status_code == 400 and "page range" in r.json()["error"]["message"]
+        r = client.post("/query", json={"question": "What is the fee?", "paths": ["nowhere/"]})
+        assert r.status_code == 400 and "No indexed passage" in r.json()["error"]["message"]
+
+
+# -- CLI ----------------------------------------------------------------------------------------------------
+def test_cli_search_modes_and_filters(tmp_path: Path, instant_embeddings: ServerProcess) -> None:
+    env = clean_env(
+        RAG_INDEX_DIR=str(tmp_path / "index"),
+        RAG_EMBED_BASE_URL=instant_embeddings.url + "/v1",
+        RAG_EMBED_MODEL="instant",
+    )
+    docs = tmp_path / "docs"
+    shutil.copytree(Path(__file__).parent.parent / "data", docs)
+    assert run_cli("ingest", str(docs), env=env).returncode == 0
+    out = run_cli("search", "SUPPORTED_FORMATS", "--mode", "keyword", "-k", "2", "--json", env=env)
+    assert out.returncode == 0, out.stderr
+    assert "SUPPORTED_FORMATS" in json.loads(out.stdout)[0]["text"]
+    out = run_cli("search", "warranty", "--type", "pdf", "--pages", "3", "--json", env=env)
+    assert {(h["source"], h["page"]) for h in json.loads(out.stdout)} == {("x200-user-guide.pdf", 3)}
+    out = run_cli("search", "warranty", "--path", "nowhere/", env=env)
+    assert out.returncode == 0 and "No chunk matches" in out.stderr
+    out = run_cli("search", "warranty", "--pages", "x", env=env)
+    assert out.returncode == 1 and "Invalid page range" in out.stderr
+    assert "--mode [dense|keyword|hybrid]" in run_cli("ask", "--help", env=env).stdout
+
+
+# -- evaluation harness ----------------------------------------------------------------------------------------
+def test_ranks_and_ndcg_by_hand() -> None:
+    def hit(source: str, page: int | None = None) -> Hit:
+        return Hit(source + str(page), 1.0, source, page, "")
+
+    expected = [Expected("a.html"), Expected("doc.pdf", 4)]
+    hits = [hit("x.html"), hit("doc.pdf", 4), hit("doc.pdf", 4), hit("sub/a.html"), hit("doc.pdf", 5)]
+    first, ndcg = ranks(hits, expected)
+    # gains at ranks 2 and 4 (the second doc.pdf p4 chunk earns nothing); ideal: ranks 1 and 2
+    assert first == 2
+    assert ndcg == pytest.approx((1 / 1.5849625 + 1 / 2.3219281) / (1 + 1 / 1.5849625), rel=1e-6)
+    assert ranks([hit("x.html")], expected) == (None, 0.0)
+    assert ranks([hit("a.html")], [Expected("a.html")]) == (1, 1.0)
+
+
+def test_load_questions_names_the_bad_line(tmp_path: Path) -> None:
+    qa = tmp_path / "qa.jsonl"
+    qa.write_text('{"question": "q", "expected": [{"source": "a.md", "page": 2}]}\n\n{"question": "q2"}\n')
+    with pytest.raises(InvalidRequestError, match=r"line 3: needs \"expected\""):
+        load_questions(qa)
+    qa.write_text('{"question": "q", "expected": [{"source": "a.md", "page": 0}]}\n')
+    with pytest.raises(InvalidRequestError, match='line 1: "page" must be a positive integer'):
+        load_questions(qa)
+    qa.write_text('{"question": "q", "expected": [{"source": "/a.md", "page": 2}], "answer": "x"}\n')
+    assert load_questions(qa)[0].expected == [Expected("a.md", 2)]
+
+
+def test_cli_eval_scores_every_mode(tmp_path: Path, instant_embeddings: ServerProcess) -> None:
+    env = clean_env(
+        RAG_INDEX_DIR=str(tmp_path / "index"),
+        RAG_EMBED_BASE_URL=instant_embeddings.url + "/v1",
+        RAG_EMBED_MODEL="instant",
+    )
+    docs = tmp_path / "docs"
+    shutil.copytree(Path(__file__).parent.parent / "data", docs)
+    assert run_cli("ingest", str(docs), env=env).returncode == 0
+    qa = tmp_path / "qa.jsonl"
+    lines = [
+        {"question": "Which formats does SUPPORTED_FORMATS allow?", "expected": [{"source": "tools/export_report.py"}]},
+        {"question": "restocking fee for opened items", "expected": [{"source": "returns-policy.md"}]},
+        {"question": "Q7 空气净化器 滤网", "expected": [{"source": "zh/q7-air-purifier.md"}]},
+        {"question": "X200 warranty", "expected": [{"source": "x200-user-guide.pdf", "page": 3}]},
+    ]
+    qa.write_text("".join(json.dumps(x, ensure_ascii=False) + "\n" for x in lines))
+    out = run_cli("eval", str(qa), "--json", env=env)
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    assert report["questions"] == 4 and set(report["modes"]) == {"dense", "keyword", "hybrid"}
+    kw = report["modes"]["keyword"]
+    # BM25 finds all four (each question names its document's words); random dense vectors cannot.
+    assert kw["hit@5"] == 1.0 and kw["mrr"] > 0.6
+    assert report["modes"]["hybrid"]["hit@10"] >= kw["hit@10"] - 0.25
+    for m in report["modes"].values():
+        assert 0 <= m["hit@1"] <= m["hit@5"] <= m["hit@10"] <= 1 and 0 <= m["ndcg@10"] <= 1
+    text = run_cli("eval", str(qa), "--mode", "keyword", env=env)
+    assert text.returncode == 0 and "keyword" in text.stdout and "dense" not in text.stdout
+    bad = run_cli("eval", str(tmp_path / "missing.jsonl"), env=env)
+    assert bad.returncode == 2 and "does not exist" in bad.stderr
+    assert os.path.exists(qa)
