@@ -130,7 +130,8 @@ class Manifest:
         self._reader_dbs: list[sqlite3.Connection] = []
         self.db = self._connect()
         with self._lock, self.db:
-            self.db.executescript(SCHEMA + keyword.SCHEMA)
+            self.db.executescript(SCHEMA)
+            keyword.install(self.db)
 
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)

@@ -16,6 +16,7 @@ from rag.errors import (
     StoreError,
 )
 from rag.models import ChatDelta, ChatModel, Embedder, OpenAIChat, OpenAIEmbedder, Usage
+from rag.retrieval import MODES, Filters, Fusion
 from rag.settings import Settings
 from rag.store import ChromaStore, Hit
 
@@ -29,9 +30,12 @@ __all__ = [
     "Embedder",
     "EmptyIndexError",
     "Event",
+    "Filters",
+    "Fusion",
     "Hit",
     "IndexMismatchError",
     "IndexStateError",
+    "MODES",
     "InvalidRequestError",
     "ModelAuthError",
     "ModelNotFoundError",

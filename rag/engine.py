@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -188,7 +188,14 @@ class Rag:
         selection: Selection | None = None,
     ) -> IngestReport:
         """Index files and folders; rerunning it only does what changed. See ``ingest.pipeline``."""
-        return self._ingestor(progress, selection).ingest([Path(p) for p in paths])
+        try:
+            return self._ingestor(progress, selection).ingest([Path(p) for p in paths])
+        finally:
+            self._written()
+
+    def _written(self) -> None:
+        if self._keyword is not None:
+            self._keyword.written()
 
     def _ingestor(self, progress: Any = None, selection: Selection | None = None) -> Any:
         from ingest.chunker import Chunker
@@ -216,6 +223,7 @@ class Rag:
         target = str(given.resolve() if given.exists() else given)
         dropped = forget(self.manifest, self.store, target)
         self.manifest.forget_root(target)
+        self._written()
         return dropped
 
     def reindex(self, progress: ProgressSink | Callable[[FileResult], None] | None = None) -> IngestReport:
@@ -253,7 +261,7 @@ class Rag:
                 part = dict(missing[i : i + 1000])
                 found = self.store.get_chunks(list(part))
                 self.manifest.add_keyword([(part[c.id], c) for c in found])
-            self._keyword = KeywordIndex(self.manifest.path)
+            self._keyword = KeywordIndex(self.manifest.path, self.settings.keyword_memory)
         return self._keyword
 
     def search(
@@ -281,7 +289,7 @@ class Rag:
         how = check_mode(mode or s.search_mode)
         filters = filters or Filters()
         info = self.store.info()
-        if info is None or self.store.count() == 0:
+        if info is None:
             raise self.store.empty_error()
         sources: list[str] | None = None
         paths: list[str] | None = None
@@ -297,14 +305,30 @@ class Rag:
         if how != "keyword":
             check_compatible(info, self.embedder.model, None, self.store.name)
             vector = self.embedder.embed_query(query) if embedding is None else embedding
-            dense = self.store.query(vector, depth, filters.chroma_where(sources))
+            dense = self.store.query(vector, depth, filters.chroma_where(sources), documents=False)
         if how != "dense":
             keyword = self.keyword.search(query, depth, Scope(paths, filters.page_min, filters.page_max))
         hits = dense if how == "dense" else keyword if how == "keyword" else fuse(query, dense, keyword, k, fusion)
         hits = hits[:k]
         if min_score is not None:
             hits = [h for h in hits if h.score >= min_score]
-        return hits
+        return self._complete(hits)
+
+    def _complete(self, hits: list[Hit]) -> list[Hit]:
+        """Fill in text and metadata of dense hits: from the keyword index's copy, or from the
+        store for chunks it lacks (a Chroma server ingested from another machine)."""
+        bare = [h.id for h in hits if not h.metadata]
+        if not bare:
+            return hits
+        found = self.keyword.fetch(bare)
+        lacking = [cid for cid in bare if cid not in found]
+        if lacking:
+            for c in self.store.get_chunks(lacking):
+                meta = c.metadata
+                found[c.id] = Hit(
+                    c.id, 0.0, str(meta.get("source", "")), int(meta.get("page") or 0) or None, c.text, meta
+                )
+        return [h if h.metadata else replace(found[h.id], score=h.score) for h in hits if h.metadata or h.id in found]
 
     def start(
         self,
@@ -383,6 +407,7 @@ class Rag:
     def reset(self) -> None:
         self.store.drop()
         self.manifest.clear(roots=True)
+        self._written()
 
     def _k(self, k: int | None) -> int:
         k = self.settings.top_k if k is None else k

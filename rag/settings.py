@@ -65,6 +65,9 @@ class Settings(BaseSettings):
     search_mode: Literal["dense", "keyword", "hybrid"] = Field(
         "hybrid", description="Default search mode: dense (embeddings), keyword (BM25) or hybrid (both, fused)."
     )
+    keyword_memory: bool = Field(
+        True, description="Score keyword queries in memory (fast; rebuilt after changes) rather than with FTS5."
+    )
     hybrid_depth: int = Field(50, ge=1, le=1000, description="Candidates each side contributes to hybrid fusion.")
     hybrid_dense_weight: float = Field(0.7, ge=0, le=1, description="Weight of the dense side in hybrid fusion.")
     hybrid_exact_dense_weight: float = Field(

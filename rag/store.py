@@ -76,7 +76,9 @@ class VectorStore(Protocol):
 
     def get_chunks(self, ids: Sequence[str]) -> list[StoredChunk]: ...
 
-    def query(self, embedding: Sequence[float], k: int, where: dict[str, Any] | None = None) -> list[Hit]: ...
+    def query(
+        self, embedding: Sequence[float], k: int, where: dict[str, Any] | None = None, *, documents: bool = True
+    ) -> list[Hit]: ...
 
     def empty_error(self) -> EmptyIndexError: ...
 
@@ -242,22 +244,24 @@ class ChromaStore:
                 out.append(StoredChunk(cid, doc or "", dict(meta or {})))
         return out
 
-    def query(self, embedding: Sequence[float], k: int, where: dict[str, Any] | None = None) -> list[Hit]:
+    def query(
+        self, embedding: Sequence[float], k: int, where: dict[str, Any] | None = None, *, documents: bool = True
+    ) -> list[Hit]:
         """The ``k`` nearest chunks (``score`` is cosine similarity), optionally only those
-        whose metadata matches ``where`` (a Chroma filter)."""
+        whose metadata matches ``where`` (a Chroma filter). ``documents=False`` leaves text and
+        metadata out: fetching them costs Chroma far more than the search itself."""
         col = self._get()
-        if col is None or col.count() == 0:
+        if col is None:
             raise self.empty_error()
-        res = col.query(
-            query_embeddings=[list(embedding)],
-            n_results=k,
-            where=where or None,
-            include=["documents", "metadatas", "distances"],
-        )
+        include = ["documents", "metadatas", "distances"] if documents else ["distances"]
+        res = col.query(query_embeddings=[list(embedding)], n_results=k, where=where or None, include=include)
+        ids = res["ids"][0]
+        if not ids and where is None and col.count() == 0:
+            raise self.empty_error()
+        docs = res["documents"][0] if documents else [""] * len(ids)
+        metas = res["metadatas"][0] if documents else [{}] * len(ids)
         hits = []
-        for cid, doc, meta, dist in zip(
-            res["ids"][0], res["documents"][0], res["metadatas"][0], res["distances"][0], strict=False
-        ):
+        for cid, doc, meta, dist in zip(ids, docs, metas, res["distances"][0], strict=False):
             meta = dict(meta or {})
             hits.append(
                 Hit(

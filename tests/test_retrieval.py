@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import sqlite3
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from api.app import create_app
 from rag import Rag
 from rag.errors import InvalidRequestError
 from rag.evaluate import Expected, load_questions, ranks
-from rag.keyword import match_expression, terms
+from rag.keyword import Scope, match_expression, stem, terms
 from rag.retrieval import Filters, Fusion, fuse, has_exact_terms, parse_pages
 from rag.store import Hit
 from tests.conftest import ServerProcess, clean_env, instant_settings, run_cli
@@ -48,10 +49,11 @@ def consistent(r: Rag) -> set[str]:
 
 # -- analysis ------------------------------------------------------------------------------------
 def test_terms_keep_identifiers_whole_and_in_parts() -> None:
-    got = terms("Call sqlite3_prepare_v2() or getElementById, SQLITE_BUSY; the end.")
-    assert {"sqlite3_prepare_v2", "sqlite3", "prepare", "v2", "getelementbyid", "element", "id"} <= set(got)
-    assert {"sqlite_busy", "sqlite", "busy", "call", "end"} <= set(got)
+    got = terms("Call sqlite3_prepare_v2() or getElementById, SQLITE_BUSY; the end. Running queries")
+    assert {"sqlite3_prepare_v2", "sqlite3", "prepar", "v2", "getelementbyid", "element", "id"} <= set(got)
+    assert {"sqlite_busy", "sqlite", "busi", "call", "end", "run", "queri"} <= set(got)
     assert "the" not in got and "or" not in got
+    assert stem("running") == stem("runs") == "run" and stem("sqlite3") == "sqlite3"
 
 
 def test_terms_split_chinese_into_bigrams() -> None:
@@ -276,3 +278,60 @@ def test_cli_eval_scores_every_mode(tmp_path: Path, instant_embeddings: ServerPr
     bad = run_cli("eval", str(tmp_path / "missing.jsonl"), env=env)
     assert bad.returncode == 2 and "does not exist" in bad.stderr
     assert os.path.exists(qa)
+
+
+# -- the in-memory scorer agrees with FTS5 and follows other writers --------------------------------
+def test_memory_bm25_matches_fts5(indexed: Rag) -> None:
+    from rag.keyword import KeywordIndex
+
+    fts = KeywordIndex(indexed.manifest.path, memory=False)
+    mem = KeywordIndex(indexed.manifest.path, memory=True)
+    try:
+        for q in (
+            "restocking fee for opened items",
+            "firmware version thermostat",
+            "空气净化器 滤网",
+            "export_report csv",
+        ):
+            a, b = fts.search(q, 8), mem.search(q, 8)
+            assert a, q
+            assert [h.score for h in a] == pytest.approx([h.score for h in b], rel=1e-4), q
+            assert {h.id for h in a} == {h.id for h in b}, q
+        scope = Scope(paths=[str(p) for p in indexed.manifest.paths("/")][:3], page_min=None, page_max=None)
+        assert {h.id for h in fts.search("the fee warranty", 20, scope)} == {
+            h.id for h in mem.search("the fee warranty", 20, scope)
+        }
+    finally:
+        fts.close()
+        mem.close()
+
+
+def test_memory_bm25_catches_up_with_another_writer(
+    tmp_path: Path, instant_embeddings: ServerProcess, data_copy: Path
+) -> None:
+    settings = instant_settings(tmp_path / "index", instant_embeddings)
+    with Rag(settings) as reader, Rag(settings) as writer:
+        writer.ingest([data_copy])
+        assert reader.search("restocking", 1, mode="keyword")[0].source == "returns-policy.md"
+        (data_copy / "late.md").write_text("# Late\n\nThe marmoset protocol arrived later.\n")
+        writer.ingest([data_copy])
+        # The reader's copy is stale: it answers from it and rebuilds in the background.
+        deadline = time.monotonic() + 30
+        while not reader.search("marmoset", 1, mode="keyword"):
+            assert time.monotonic() < deadline, "the in-memory index never caught up"
+            time.sleep(0.05)
+        assert reader.search("marmoset", 1, mode="keyword")[0].source == "late.md"
+
+
+def test_keyword_tables_from_an_older_version_are_rebuilt(indexed: Rag) -> None:
+    path = indexed.manifest.path
+    indexed.close()
+    db = sqlite3.connect(path)
+    db.execute("UPDATE kw_chunks SET terms = 'stale'")  # what an older analysis left behind
+    db.execute("PRAGMA user_version = 1")
+    db.commit()
+    db.close()
+    with Rag(indexed.settings) as r:
+        consistent(r)
+        assert r.search("restocking fee", 1, mode="keyword")[0].source == "returns-policy.md"
+        assert r.search("stale", 1, mode="keyword") == []
