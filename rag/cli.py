@@ -234,7 +234,7 @@ def reindex(ctx: click.Context, yes: bool, as_json: bool) -> None:
 
 @cli.command()
 @click.argument("question")
-@click.option("-k", "--k", "k", type=click.IntRange(1, 100), help="How many chunks to retrieve [default 4].")
+@click.option("-k", "--k", "k", type=click.IntRange(1, 100), help="How many chunks to retrieve [default RAG_TOP_K, 3].")
 @retrieval_options
 @click.option("--json", "as_json", is_flag=True, help="Print the final answer, citations and timings as JSON.")
 @click.pass_context
@@ -290,7 +290,7 @@ def label_of(c: dict[str, Any]) -> str:
 
 @cli.command()
 @click.argument("query")
-@click.option("-k", "--k", "k", type=click.IntRange(1, 100), help="How many hits [default 4].")
+@click.option("-k", "--k", "k", type=click.IntRange(1, 100), help="How many hits [default RAG_TOP_K, 3].")
 @retrieval_options
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list of hits (id, score, source, page, text).")
 @click.pass_context

@@ -22,8 +22,8 @@ RESTOCKING = "What is the restocking fee for opened items?"
 CHINESE = "Q7 空气净化器的 HEPA 滤网多久需要更换一次？"
 
 
-def query(base: str, question: str, k: int = 4) -> list[tuple[str, dict[str, object]]]:
-    with httpx.stream("POST", f"{base}/query", json={"question": question, "k": k}, timeout=300) as resp:
+def query(base: str, question: str) -> list[tuple[str, dict[str, object]]]:
+    with httpx.stream("POST", f"{base}/query", json={"question": question}, timeout=300) as resp:
         assert resp.status_code == 200
         assert resp.headers["content-type"].startswith("text/event-stream")
         body = "".join(resp.iter_text())
@@ -181,3 +181,20 @@ def test_third_party_servers_cli_and_http(third_party: dict[str, str], tmp_path:
         assert zh[0][1]["sources"][0]["source"] == "zh/q7-air-purifier.md"  # type: ignore[index]
     finally:
         server.stop()
+
+
+def test_modes_and_filters_end_to_end(embedded_service: tuple[str, dict[str, str]]) -> None:
+    """The real embedded models behind a real `rag serve`: every mode finds the Chinese
+    document for a Chinese question and the X200 page for the warranty, and `rag ask`
+    honours --mode and --type."""
+    base, env = embedded_service
+    for mode in ("dense", "keyword", "hybrid"):
+        hits = httpx.post(f"{base}/search", json={"query": CHINESE, "k": 3, "mode": mode}, timeout=60).json()["hits"]
+        assert hits[0]["source"] == "zh/q7-air-purifier.md", mode
+        hits = httpx.post(f"{base}/search", json={"query": WARRANTY, "k": 3, "mode": mode}, timeout=60).json()["hits"]
+        assert (hits[0]["source"], hits[0]["page"]) == ("x200-user-guide.pdf", 3), mode
+    resp = httpx.post(f"{base}/search", json={"query": WARRANTY, "paths": ["zh/"], "mode": "hybrid"}, timeout=60)
+    assert {h["source"] for h in resp.json()["hits"]} == {"zh/q7-air-purifier.md"}
+    ask = run_cli("ask", WARRANTY, "--mode", "keyword", "--type", "pdf", "--json", env=env)
+    assert ask.returncode == 0, ask.stderr
+    assert {s["source"] for s in json.loads(ask.stdout)["sources"]} == {"x200-user-guide.pdf"}
