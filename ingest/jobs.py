@@ -12,6 +12,7 @@ from ingest.loaders import LoadError, Unit, decode_text, parse_text
 from ingest.manifest import FileRow
 from ingest.report import FileResult
 from ingest.walker import Candidate
+from rag.keyword import terms as keyword_terms
 from rag.store import StoredChunk
 
 
@@ -106,7 +107,9 @@ def chunk_file(job: Job, chunker: Chunker, units: list[Unit] | None, data: bytes
                 "chunk_tokens": chunker.max_tokens,
                 "chunk_overlap": chunker.overlap,
             }
-            job.chunks.append(StoredChunk(chunk_id(cand.key, chunk, chash), chunk.text, meta))
+            # The keyword analysis is done here, in the parse threads, not in the writer's transaction.
+            analysed = " ".join(keyword_terms(chunk.text))
+            job.chunks.append(StoredChunk(chunk_id(cand.key, chunk, chash), chunk.text, meta, analysed))
     if not job.chunks:
         job.fail("no text found")
         return

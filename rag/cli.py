@@ -350,10 +350,18 @@ def evaluate_cmd(
     A hit is a retrieved chunk from that source (and page, if given) among the
     top 10. Uses the current index; no chat model is involved.
     """
-    from rag.evaluate import evaluate, load_questions
+    from rag.evaluate import evaluate, load_questions, unknown_sources
 
     rag = _rag(ctx)
     questions = load_questions(qa_file)[:limit]
+    missing = unknown_sources(questions, [s for s, _ in rag.sources()])
+    if missing:
+        click.secho(
+            f"Warning: {len(missing)} expected source(s) are not in '{rag.settings.collection}' "
+            f"(wrong collection or folder?): {', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}",
+            fg="yellow",
+            err=True,
+        )
     chosen = list(modes or MODES)
     t0 = time.perf_counter()
 

@@ -298,7 +298,7 @@ class Rag:
             if not rows:
                 return []
             sources, paths = sorted({r.source for r in rows}), [r.path for r in rows]
-        fusion = Fusion(s.hybrid_depth, s.hybrid_dense_weight, s.hybrid_exact_dense_weight)
+        fusion = Fusion(s.hybrid_depth, s.hybrid_dense_weight)
         depth = max(k, fusion.depth) if how == "hybrid" else k
         dense: list[Hit] = []
         keyword: list[Hit] = []
@@ -308,7 +308,7 @@ class Rag:
             dense = self.store.query(vector, depth, filters.chroma_where(sources), documents=False)
         if how != "dense":
             keyword = self.keyword.search(query, depth, Scope(paths, filters.page_min, filters.page_max))
-        hits = dense if how == "dense" else keyword if how == "keyword" else fuse(query, dense, keyword, k, fusion)
+        hits = dense if how == "dense" else keyword if how == "keyword" else fuse(dense, keyword, k, fusion)
         hits = hits[:k]
         if min_score is not None:
             hits = [h for h in hits if h.score >= min_score]

@@ -87,6 +87,18 @@ def load_questions(path: Path) -> list[Question]:
     return out
 
 
+def unknown_sources(questions: Sequence[Question], indexed: Sequence[str]) -> list[str]:
+    """Expected sources that no indexed source matches: a wrong collection or folder, not a
+    retrieval failure, so the harness says so rather than scoring zeros silently."""
+    have = set(indexed)
+    missing: dict[str, None] = {}
+    for q in questions:
+        for e in q.expected:
+            if e.source not in have and not any(s.endswith("/" + e.source) for s in have):
+                missing[e.source] = None
+    return list(missing)
+
+
 def ranks(hits: Sequence[Hit], expected: Sequence[Expected]) -> tuple[int | None, float]:
     """(rank of the first relevant hit or None, nDCG@10) for one question."""
     first: int | None = None

@@ -179,7 +179,7 @@ def rows_for(path: str, chunks: Sequence[StoredChunk]) -> list[tuple[Any, ...]]:
             int(c.metadata.get("page") or 0),
             json.dumps(c.metadata, ensure_ascii=False),
             c.text,
-            " ".join(terms(c.text)),
+            c.terms if c.terms is not None else " ".join(terms(c.text)),
         )
         for c in chunks
     ]

@@ -3,17 +3,21 @@
 Three modes: ``dense`` (Chroma, cosine similarity), ``keyword`` (BM25 over the
 same chunks, ``rag.keyword``) and ``hybrid`` (both, fused; the default).
 
-How ``hybrid`` fuses, and why (measured on both eval sets, docs/benchmarks.md):
-plain reciprocal rank fusion gives a weak keyword ranking the same say as a
-strong dense one and loses to dense alone. We instead
-1. take ``depth`` candidates from each side (more than k: a chunk ranked 30th by
-   one side and 3rd by the other must be seen by both);
+How ``hybrid`` fuses, and why (measured on both eval sets with
+benchmarks/fusion_tuning.py; figures in docs/benchmarks.md): plain reciprocal
+rank fusion gives a weak ranking the same say as a strong one and loses to the
+better input on both sets. We instead
+1. take ``depth`` (100) candidates from each side: a chunk ranked 40th by one side
+   and 2nd by the other must be seen by both;
 2. normalise each side's scores to [0, 1] within its candidates (min-max), so an
-   unbounded BM25 score and a cosine similarity become comparable;
-3. score every candidate ``w * dense + (1 - w) * keyword`` (a candidate missing
-   from one side gets 0 there), with the keyword weight raised for queries that
-   carry exact terms (identifiers, code, numbers, quoted strings), where BM25 is
-   at its best and small embedding models at their worst.
+   unbounded BM25 score and a cosine similarity become comparable, and the best
+   of each side counts fully however the absolute scores run for that query;
+3. score every candidate ``0.6 * dense + 0.4 * keyword`` (a candidate missing from
+   one side gets 0 there).
+Weights 0.55-0.6 at depths 50-100 reach the better input on both sets (depth 75-100
+is ahead on all four figures); 0.5 or 0.7, depth 20, RRF at any depth or weight, and
+more keyword weight for queries with identifiers or numbers each lose on at least
+one set; z-score normalisation at w 0.6 ties.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from __future__ import annotations
 import fnmatch
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from rag.errors import InvalidRequestError
@@ -119,27 +123,8 @@ def _path_matches(pattern: str, source: str, path: str) -> bool:
 class Fusion:
     """The hybrid mode's one configuration (see the module docstring for the reasoning)."""
 
-    depth: int = 50  # candidates taken from each side
-    dense_weight: float = 0.7  # w for ordinary questions
-    exact_dense_weight: float = 0.5  # w when the query has exact terms
-
-
-_EXACT = re.compile(
-    r"""\w+_\w+           # snake_case identifiers
-      | \b[a-z]+[A-Z]\w*  # camelCase
-      | \b[A-Z]{2,}\b     # CONSTANTS, acronyms, error codes
-      | \w*\d\w*          # anything with a digit: versions, part numbers, sqlite3
-      | \w\(\)?           # calls: name( or name()
-      | ["'`]             # quoted strings
-      | --?[a-z]          # options
-      | \.\w+\b(?=\s|$)   # .commands, extensions
-    """,
-    re.VERBOSE,
-)
-
-
-def has_exact_terms(query: str) -> bool:
-    return bool(_EXACT.search(query))
+    depth: int = 100  # candidates taken from each side
+    dense_weight: float = 0.6
 
 
 def _minmax(hits: Sequence[Hit]) -> dict[str, float]:
@@ -152,25 +137,15 @@ def _minmax(hits: Sequence[Hit]) -> dict[str, float]:
     return {h.id: (h.score - lo) / (hi - lo) for h in hits}
 
 
-def fuse(query: str, dense: Sequence[Hit], keyword: Sequence[Hit], k: int, fusion: Fusion = Fusion()) -> list[Hit]:
+def fuse(dense: Sequence[Hit], keyword: Sequence[Hit], k: int, fusion: Fusion = Fusion()) -> list[Hit]:
     """The top ``k`` of both lists by weighted, normalised score; ``score`` is the fused one (0-1)."""
-    w = fusion.exact_dense_weight if has_exact_terms(query) else fusion.dense_weight
+    w = fusion.dense_weight
     d, kw = _minmax(dense), _minmax(keyword)
-    by_id = {h.id: h for h in keyword} | {h.id: h for h in dense}
+    # Prefer the keyword side's copy of a hit: it carries text and metadata already.
+    by_id = {h.id: h for h in dense} | {h.id: h for h in keyword}
     fused = {cid: w * d.get(cid, 0.0) + (1 - w) * kw.get(cid, 0.0) for cid in by_id}
     ranked = sorted(fused, key=lambda cid: (-fused[cid], cid))[:k]
     return [replace(by_id[cid], score=fused[cid]) for cid in ranked]
-
-
-@dataclass
-class SearchRequest:
-    """One search, as the library, CLI and HTTP API all describe it."""
-
-    query: str
-    k: int
-    mode: Mode = "hybrid"
-    filters: Filters = field(default_factory=Filters)
-    min_score: float | None = None
 
 
 def check_mode(mode: str) -> Mode:

@@ -68,10 +68,9 @@ class Settings(BaseSettings):
     keyword_memory: bool = Field(
         True, description="Score keyword queries in memory (fast; rebuilt after changes) rather than with FTS5."
     )
-    hybrid_depth: int = Field(50, ge=1, le=1000, description="Candidates each side contributes to hybrid fusion.")
-    hybrid_dense_weight: float = Field(0.7, ge=0, le=1, description="Weight of the dense side in hybrid fusion.")
-    hybrid_exact_dense_weight: float = Field(
-        0.5, ge=0, le=1, description="Dense weight for queries with exact terms (identifiers, numbers, quotes)."
+    hybrid_depth: int = Field(100, ge=1, le=1000, description="Candidates each side contributes to hybrid fusion.")
+    hybrid_dense_weight: float = Field(
+        0.6, ge=0, le=1, description="Weight of the dense side in hybrid fusion (the keyword side gets the rest)."
     )
 
     # -- answering ----------------------------------------------------------

@@ -21,6 +21,7 @@ class StoredChunk:
     id: str
     text: str
     metadata: dict[str, Any]
+    terms: str | None = None  # keyword-index analysis, computed early (parse threads) when known
 
 
 @dataclass

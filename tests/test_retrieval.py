@@ -21,7 +21,7 @@ from rag import Rag
 from rag.errors import InvalidRequestError
 from rag.evaluate import Expected, load_questions, ranks
 from rag.keyword import Scope, match_expression, stem, terms
-from rag.retrieval import Filters, Fusion, fuse, has_exact_terms, parse_pages
+from rag.retrieval import Filters, Fusion, fuse, parse_pages
 from rag.store import Hit
 from tests.conftest import ServerProcess, clean_env, instant_settings, run_cli
 
@@ -132,16 +132,14 @@ def test_fuse_weights_and_normalisation() -> None:
 
     dense = [hit("a", 0.90), hit("b", 0.85), hit("c", 0.80)]
     keyword = [hit("c", 30.0), hit("d", 10.0), hit("a", 5.0)]
-    fusion = Fusion(depth=10, dense_weight=0.7, exact_dense_weight=0.3)
-    plain = fuse("open a database", dense, keyword, 4, fusion)
-    # a: 0.7*1 + 0.3*0 = 0.7; c: 0.7*0 + 0.3*1 = 0.3; b: 0.7*0.5 = 0.35; d: 0.3*0.2 = 0.06
-    assert [h.id for h in plain] == ["a", "b", "c", "d"]
-    assert plain[0].score == pytest.approx(0.7)
-    exact = fuse("sqlite3_open_v2 flags", dense, keyword, 4, fusion)
-    # w = 0.3 for exact terms: c: 0.7, a: 0.3, b: 0.15, d: 0.14
-    assert [h.id for h in exact] == ["c", "a", "b", "d"]
-    assert fuse("x", [], [], 3, fusion) == []
-    assert has_exact_terms("what does SQLITE_BUSY mean") and not has_exact_terms("how do I open a database")
+    fused = fuse(dense, keyword, 4, Fusion(depth=10, dense_weight=0.6))
+    # min-max within each list: dense a 1, b 0.5, c 0; keyword c 1, d 0.2, a 0
+    # a: 0.6; c: 0.4; b: 0.3; d: 0.08
+    assert [h.id for h in fused] == ["a", "c", "b", "d"]
+    assert [h.score for h in fused] == pytest.approx([0.6, 0.4, 0.3, 0.08])
+    assert [h.id for h in fuse(dense, keyword, 2, Fusion(10, 0.3))] == ["c", "a"]  # keyword-heavy
+    assert fuse([], [], 3) == []
+    assert Fusion() == Fusion(depth=100, dense_weight=0.6)  # the measured default
 
 
 # -- filters --------------------------------------------------------------------------------------------
@@ -275,6 +273,10 @@ def test_cli_eval_scores_every_mode(tmp_path: Path, instant_embeddings: ServerPr
         assert 0 <= m["hit@1"] <= m["hit@5"] <= m["hit@10"] <= 1 and 0 <= m["ndcg@10"] <= 1
     text = run_cli("eval", str(qa), "--mode", "keyword", env=env)
     assert text.returncode == 0 and "keyword" in text.stdout and "dense" not in text.stdout
+    qa.write_text(json.dumps({"question": "q", "expected": [{"source": "not/there.md"}]}) + "\n")
+    warned = run_cli("eval", str(qa), "--mode", "keyword", env=env)
+    assert warned.returncode == 0 and "1 expected source(s) are not in 'rag'" in warned.stderr
+    assert "not/there.md" in warned.stderr
     bad = run_cli("eval", str(tmp_path / "missing.jsonl"), env=env)
     assert bad.returncode == 2 and "does not exist" in bad.stderr
     assert os.path.exists(qa)
