@@ -17,6 +17,8 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 
+from api.openai_api import OpenAIAPI
+from api.openai_api import router as openai_router
 from api.schemas import ErrorResponse, QueryRequest, SearchRequest, SearchResponse
 from rag.engine import AnswerStream, Rag
 from rag.errors import RagError
@@ -43,9 +45,11 @@ def create_app(settings: Settings | None = None, rag: Rag | None = None) -> Fast
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.rag = rag or Rag(settings or Settings())
+        app.state.openai = OpenAIAPI(app.state.rag)
         try:
             yield
         finally:
+            app.state.openai.close()
             if rag is None:
                 app.state.rag.close()
 
@@ -55,6 +59,8 @@ def create_app(settings: Settings | None = None, rag: Rag | None = None) -> Fast
         version="0.1.0",
         lifespan=lifespan,
     )
+
+    app.include_router(openai_router(lambda: app.state.openai))
 
     @app.exception_handler(RagError)
     async def rag_error(request: Request, exc: RagError) -> JSONResponse:

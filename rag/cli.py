@@ -397,7 +397,8 @@ def evaluate_cmd(
 @click.option("--port", type=int, default=None, help="Port [default 8000].")
 @click.pass_context
 def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
-    """Run the HTTP API (POST /query, POST /search, GET /health, docs at /docs)."""
+    """Run the HTTP API: POST /query, POST /search, GET /health, the OpenAI-compatible /v1
+    (models, chat/completions, completions, embeddings), docs at /docs."""
     import uvicorn
 
     from api.app import create_app

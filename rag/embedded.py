@@ -78,6 +78,14 @@ class EmbeddedModels:
             self.load_seconds["chat"] = time.perf_counter() - t
         return self._llm
 
+    def fresh_llm(self) -> Any:
+        """The chat model with its KV cache cleared (callers hold ``_llm_lock``). llama.cpp reuses
+        a cached prompt prefix, and evaluating a prompt in different batches changes the logits
+        slightly: the same question and seed would not give the same answer twice."""
+        llm = self.llm()
+        llm.reset()
+        return llm
+
     def embed(self, texts: list[str], is_query: bool) -> tuple[Any, int]:
         """Unit vectors (a float32 array, one row per text) and the tokens they took."""
         model = self.e5()
@@ -141,18 +149,73 @@ def create_app(models: EmbeddedModels) -> FastAPI:
         messages = body.get("messages")
         if not isinstance(messages, list) or not messages:
             return _openai_error(400, "'messages' must be a non-empty list", "invalid_messages")
-        kwargs = {k: body[k] for k in ("temperature", "top_p", "max_tokens", "stop", "seed") if body.get(k) is not None}
-        # A 135M model loops without a little repetition penalty.
-        kwargs["repeat_penalty"] = 1.1
+        if any(isinstance(m, dict) and not isinstance(m.get("content"), str | None) for m in messages):
+            return _openai_error(400, "The embedded chat model reads text only (no image parts).", "unsupported")
+        kwargs = _params(body)
+        if isinstance(kwargs, JSONResponse):
+            return kwargs
         if body.get("stream"):
             include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
             return StreamingResponse(
                 _stream_chat(models, messages, kwargs, include_usage), media_type="text/event-stream"
             )
         with models._llm_lock:
-            return models.llm().create_chat_completion(messages=messages, **kwargs)  # type: ignore[no-any-return]
+            out = models.fresh_llm().create_chat_completion(messages=messages, **kwargs)
+        out["model"] = EMBEDDED_CHAT_MODEL  # llama.cpp reports the file path
+        return out  # type: ignore[no-any-return]
+
+    @app.post("/v1/completions", response_model=None)
+    async def completions(request: Request) -> JSONResponse | StreamingResponse | dict[str, Any]:
+        body = await _json_body(request, EMBEDDED_CHAT_MODEL)
+        if isinstance(body, JSONResponse):
+            return body
+        prompt = body.get("prompt")
+        if isinstance(prompt, list) and len(prompt) == 1:
+            prompt = prompt[0]
+        if not isinstance(prompt, str):
+            return _openai_error(400, "'prompt' must be a string", "invalid_prompt")
+        kwargs = _params(body)
+        if isinstance(kwargs, JSONResponse):
+            return kwargs
+        if body.get("stream"):
+            return StreamingResponse(_stream_completion(models, prompt, kwargs), media_type="text/event-stream")
+        with models._llm_lock:
+            out = models.fresh_llm().create_completion(prompt, **kwargs)
+        out["model"] = EMBEDDED_CHAT_MODEL
+        return out  # type: ignore[no-any-return]
 
     return app
+
+
+# What the embedded chat model honours; the rest is refused, never silently ignored.
+SUPPORTED = ("temperature", "top_p", "max_tokens", "stop", "seed", "presence_penalty", "frequency_penalty")
+REFUSED = ("logit_bias", "tools", "tool_choice", "functions", "function_call", "response_format", "logprobs")
+
+
+def _params(body: dict[str, Any]) -> dict[str, Any] | JSONResponse:
+    for name in REFUSED:
+        if body.get(name) not in (None, False):
+            return _openai_error(
+                400, f"The embedded chat model cannot honour '{name}'; leave it out.", "unsupported_parameter"
+            )
+    if body.get("n") not in (None, 1):
+        return _openai_error(
+            400, "The embedded chat model answers one choice at a time (n=1).", "unsupported_parameter"
+        )
+    kwargs = {k: body[k] for k in SUPPORTED if body.get(k) is not None}
+    if body.get("max_completion_tokens") is not None:
+        kwargs["max_tokens"] = body["max_completion_tokens"]
+    # A 135M model loops without a little repetition penalty.
+    kwargs.setdefault("repeat_penalty", 1.1)
+    return kwargs
+
+
+def _stream_completion(models: EmbeddedModels, prompt: str, kwargs: dict[str, Any]) -> Iterator[str]:
+    with models._llm_lock:
+        for chunk in models.fresh_llm().create_completion(prompt, stream=True, **kwargs):
+            chunk["model"] = EMBEDDED_CHAT_MODEL
+            yield f"data: {json.dumps(chunk)}\n\n"
+    yield "data: [DONE]\n\n"
 
 
 async def _json_body(request: Request, model: str) -> dict[str, Any] | JSONResponse:
@@ -173,7 +236,7 @@ def _stream_chat(
 ) -> Iterator[str]:
     """OpenAI chunk format. Runs in Starlette's thread pool (sync generator)."""
     with models._llm_lock:
-        llm = models.llm()
+        llm = models.fresh_llm()
         prompt_tokens = 0
         completion_tokens = 0
         cid = f"chatcmpl-{uuid.uuid4().hex[:12]}"

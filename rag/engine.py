@@ -156,6 +156,16 @@ class Rag:
         return self._embedder
 
     @property
+    def backend_url(self) -> str:
+        """The OpenAI-compatible base URL answering chat (the embedded server if none is configured)."""
+        return self.settings.base_url or self._embedded_url()
+
+    @property
+    def embed_backend_url(self) -> str:
+        s = self.settings
+        return s.embed_base_url or s.base_url or self._embedded_url()
+
+    @property
     def chat(self) -> ChatModel:
         if self._chat is None:
             s = self.settings
@@ -338,7 +348,12 @@ class Rag:
         mode: Mode | str | None = None,
         filters: Filters | None = None,
         min_score: float | None = None,
+        history: list[dict[str, Any]] | None = None,
+        params: dict[str, Any] | None = None,
     ) -> AnswerStream:
+        """Retrieve, then open the answer stream. ``history``: earlier conversation turns, put
+        before the grounded question; ``params``: chat parameters for the backend (temperature,
+        seed, stop, ...), over the configured defaults."""
         question = check_question(question)
         t0 = time.perf_counter()
         hits = self.search(question, k, mode=mode, filters=filters, min_score=min_score)
@@ -350,9 +365,8 @@ class Rag:
             )
         t1 = time.perf_counter()
         s = self.settings
-        deltas = self.chat.stream(
-            build_messages(question, hits), temperature=s.temperature, max_tokens=s.max_tokens, seed=s.seed
-        )
+        chat_params = {"temperature": s.temperature, "max_tokens": s.max_tokens, "seed": s.seed} | (params or {})
+        deltas = self.chat.stream(build_messages(question, hits, history), **chat_params)
         return AnswerStream(question, hits, deltas, t0, t1)
 
     def stream(self, question: str, k: int | None = None, **options: Any) -> Iterator[Event]:

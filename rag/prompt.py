@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from rag.store import Hit
 
 SYSTEM = (
@@ -15,7 +17,7 @@ def label(hit: Hit) -> str:
     return f"{hit.source}, page {hit.page}" if hit.page else hit.source
 
 
-def build_messages(question: str, hits: list[Hit], history: list[dict[str, str]] | None = None) -> list[dict[str, str]]:
+def build_messages(question: str, hits: list[Hit], history: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
     # Sources first, then the bare question: the layout the tiny embedded model
     # (SmolLM2-135M) answered best from in our trials; larger models do not mind.
     blocks = [f"[{i}] {label(h)}\n{h.text.strip()}" for i, h in enumerate(hits, start=1)]

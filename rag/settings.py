@@ -32,6 +32,11 @@ class Settings(BaseSettings):
     # -- model backends (any OpenAI-compatible server) -----------------------
     base_url: str | None = Field(None, description="OpenAI-compatible base URL for chat (and embeddings).")
     embed_base_url: str | None = Field(None, description="Base URL for /v1/embeddings; defaults to base_url.")
+    backend: Literal["auto", "ollama", "openai-compatible"] = Field(
+        "auto",
+        description="What the chat server is, for the parameters /v1 refuses rather than lets it ignore: "
+        "auto (Ollama if the URL says so, port 11434), ollama, or openai-compatible (pass everything).",
+    )
     api_key: str | None = None
     embed_api_key: str | None = None
     embed_model: str | None = None

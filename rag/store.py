@@ -168,6 +168,13 @@ class ChromaStore:
         except Exception as exc:
             raise StoreError(f"Cannot create the collection '{self.name}' at {self.location}: {exc}") from exc
 
+    def collections(self) -> list[str]:
+        """Every collection in this Chroma (each can be a grounded model on /v1)."""
+        try:
+            return sorted(c if isinstance(c, str) else c.name for c in self.client.list_collections())
+        except Exception as exc:
+            raise StoreError(f"Cannot list the collections at {self.location}: {exc}") from exc
+
     def drop(self) -> None:
         if self._get() is not None:
             self.client.delete_collection(self.name)
