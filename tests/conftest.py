@@ -159,3 +159,17 @@ def instant_settings(index_dir: Path, server: ServerProcess, **extra: object) ->
         "embed_model": "instant",
     }
     return Settings(**(values | extra))
+
+
+@pytest.fixture(scope="module")
+def embedded_serve(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`rag serve` as a real process on the embedded default, with data/ ingested; yields its URL."""
+    tmp = tmp_path_factory.mktemp("serve")
+    env = clean_env(RAG_INDEX_DIR=str(tmp / "index"))
+    assert run_cli("ingest", str(DATA), env=env).returncode == 0
+    port = free_port()
+    server = ServerProcess(
+        [str(BIN / "rag"), "serve", "--port", str(port)], port, "/health", env=env, log=tmp / "serve.log"
+    )
+    yield server.url
+    server.stop()

@@ -4,7 +4,6 @@ against a real `rag serve` process on the embedded default (real models, real Ch
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +11,7 @@ import httpx
 import openai
 import pytest
 
-from tests.conftest import BIN, DATA, ServerProcess, clean_env, free_port, parse_sse, run_cli
+from tests.conftest import DATA, embedded_serve, parse_sse
 
 pytestmark = pytest.mark.slow
 
@@ -20,17 +19,7 @@ WARRANTY = "How long is the warranty on the X200?"
 CHAT_MODEL = "smollm2-135m-instruct"
 
 
-@pytest.fixture(scope="module")
-def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    tmp = tmp_path_factory.mktemp("openai-api")
-    env = clean_env(RAG_INDEX_DIR=str(tmp / "index"))
-    assert run_cli("ingest", str(DATA), env=env).returncode == 0
-    port = free_port()
-    server = ServerProcess(
-        [str(BIN / "rag"), "serve", "--port", str(port)], port, "/health", env=env, log=tmp / "serve.log"
-    )
-    yield server.url
-    server.stop()
+service = embedded_serve
 
 
 @pytest.fixture
