@@ -73,6 +73,23 @@ def backend_kind(rag: Rag) -> str:
     return "ollama" if ":11434" in url or "ollama" in url.lower() else "openai-compatible"
 
 
+def refusal(rag: Rag, params: dict[str, Any], images: bool) -> JSONResponse | None:
+    """The 400 for a parameter this kind of backend would silently ignore, if any."""
+    kind = backend_kind(rag)
+    refused = UNSUPPORTED[kind]
+    if images and "image" in refused:
+        return error(400, f"The chat backend ({kind}) cannot read images.", param="messages", code="unsupported")
+    for name, value in params.items():
+        if name in refused and value is not None and not (name == "n" and value == 1):
+            return error(
+                400,
+                f"The chat backend ({kind}) cannot honour '{name}'; leave it out.",
+                param=name,
+                code="unsupported_parameter",
+            )
+    return None
+
+
 def _text(content: Any) -> tuple[str, bool]:
     """A message's text, and whether it held non-text parts (images)."""
     if isinstance(content, str):
@@ -150,17 +167,9 @@ class OpenAIAPI:
         params = {k: body[k] for k in FORWARDED if body.get(k) is not None}
         if body.get("max_completion_tokens") is not None:
             params["max_tokens"] = body["max_completion_tokens"]
-        refused = UNSUPPORTED[backend_kind(rag)]
-        if images and "image" in refused:
-            return error(400, "The chat backend here cannot read images.", param="messages", code="unsupported")
-        for name in params:
-            if name in refused and not (name == "n" and params[name] == 1):
-                return error(
-                    400,
-                    f"The chat backend ({backend_kind(rag)}) cannot honour '{name}'; leave it out.",
-                    param=name,
-                    code="unsupported_parameter",
-                )
+        refused = refusal(rag, params, images)
+        if refused is not None:
+            return refused
         history = [
             {"role": m.get("role"), "content": _text(m.get("content"))[0]}
             for m in messages[:last]
@@ -295,6 +304,11 @@ def router(get: Callable[[], OpenAIAPI]) -> APIRouter:
         api = get()
         rag = api.grounded_rag(body["model"])
         if rag is None:
+            # The embedded backend refuses what it cannot do itself; Ollama would ignore it silently.
+            if backend_kind(api.rag) == "ollama":
+                refused = refusal(api.rag, body, False)
+                if refused is not None:
+                    return refused
             return await run_in_threadpool(api.forward, "/chat/completions", body)
         return await run_in_threadpool(api.grounded, rag, body)
 

@@ -102,6 +102,8 @@ def test_an_ollama_backend_gets_a_400_not_silence(ingested: tuple[FakeOpenAIServ
         for param, value in (("n", 2), ("logit_bias", {"50256": -100}), ("presence_penalty", 0.5)):
             resp = client.post("/v1/chat/completions", json=ASK | {param: value})
             assert resp.status_code == 400 and resp.json()["error"]["param"] == param
+            resp = client.post("/v1/chat/completions", json=ASK | {"model": "llama3.2", param: value})
+            assert resp.status_code == 400 and resp.json()["error"]["param"] == param  # passed through: same
         assert fake.requests == []  # refused before retrieval or the model
         ok = client.post("/v1/chat/completions", json=ASK | {"temperature": 0.2, "max_completion_tokens": 50})
         assert ok.status_code == 200
