@@ -94,6 +94,7 @@ class FakeOpenAIServer:
         self.target = target
         self.stall_seconds = min(float(stall_seconds), STALL_MAX)
         self.requests: list[tuple[str, str | None]] = []
+        self.bodies: list[dict[str, Any]] = []  # chat request bodies, as received
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._server: uvicorn.Server | None = None
@@ -134,6 +135,7 @@ class FakeOpenAIServer:
         self.mode, self.target = "ok", "all"
         self.stall_seconds = STALL_MAX
         self.requests.clear()
+        self.bodies.clear()
 
     def _fault(self, endpoint: str) -> str:
         """The mode that applies to ``endpoint`` ("chat" or "embeddings")."""
@@ -198,12 +200,33 @@ class FakeOpenAIServer:
             body = await request.json()
             model = str(body.get("model"))
             fake.requests.append(("/v1/chat/completions", model))
+            fake.bodies.append(body)
             mode = fake._fault("chat")
             if mode == "stall":
                 await stall(request)
             elif (resp := failure(mode, model)) is not None:
                 return resp
             include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+            if body.get("tools") and not body.get("stream"):
+                # A model that calls the first tool it is offered (for pass-through tests).
+                name = body["tools"][0]["function"]["name"]
+                call = {"id": "call_1", "type": "function", "function": {"name": name, "arguments": "{}"}}
+                return JSONResponse(
+                    {
+                        "id": "chatcmpl-fake",
+                        "object": "chat.completion",
+                        "created": 0,
+                        "model": model,
+                        "choices": [
+                            {
+                                "index": 0,
+                                "message": {"role": "assistant", "content": None, "tool_calls": [call]},
+                                "finish_reason": "tool_calls",
+                            }
+                        ],
+                        "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15},
+                    }
+                )
 
             async def ok_stream() -> AsyncIterator[str]:
                 for piece in ANSWER_CHUNKS:

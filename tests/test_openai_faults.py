@@ -9,13 +9,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import openai
 import pytest
 from fakes import FakeOpenAIServer, fake_server_fixture  # noqa: F401 - provides the fake_server fixture
 from fastapi.testclient import TestClient
 
 from api.app import create_app
 from rag import Rag, Settings
-from tests.conftest import DATA, free_port
+from tests.conftest import BIN, DATA, ServerProcess, clean_env, free_port
 
 ASK = {"model": "rag", "messages": [{"role": "user", "content": "How long is the warranty?"}]}
 
@@ -124,3 +125,48 @@ def test_a_backend_that_is_down(tmp_path: Path) -> None:
         assert [m["id"] for m in models] == ["rag"]  # no index yet, backend down: still answers
         resp = client.post("/v1/completions", json={"model": "rag", "prompt": "x"})
         assert resp.status_code == 400 and resp.json()["error"]["param"] == "model"
+
+
+def test_tool_calls_and_parameters_pass_through_a_real_server(tmp_path: Path, fake_server: FakeOpenAIServer) -> None:
+    """openai SDK -> `rag serve` (a real uvicorn process) -> an OpenAI-compatible backend."""
+    env = clean_env(
+        RAG_INDEX_DIR=str(tmp_path / "index"),
+        RAG_BASE_URL=fake_server.base_url,
+        RAG_EMBED_MODEL="fake-embed-a",
+        RAG_CHAT_MODEL="fake-chat-model",
+    )
+    port = free_port()
+    server = ServerProcess([str(BIN / "rag"), "serve", "--port", str(port)], port, "/health", env=env)
+    try:
+        client = openai.OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0)
+        tools: Any = [
+            {
+                "type": "function",
+                "function": {"name": "get_weather", "parameters": {"type": "object", "properties": {}}},
+            }
+        ]
+        resp = client.chat.completions.create(
+            model="llama3.2",
+            messages=[{"role": "user", "content": "Weather in Oslo?"}],
+            tools=tools,
+            tool_choice="auto",
+            logit_bias={"50256": -100},
+            frequency_penalty=0.3,
+            max_completion_tokens=40,
+        )
+        call = resp.choices[0].message.tool_calls
+        assert call and call[0].function.name == "get_weather"  # type: ignore[union-attr]
+        sent = fake_server.bodies[-1]
+        assert sent["model"] == "llama3.2" and sent["tools"] == tools and sent["tool_choice"] == "auto"
+        assert sent["logit_bias"] == {"50256": -100} and sent["frequency_penalty"] == 0.3
+        assert sent["max_completion_tokens"] == 40
+        streamed = "".join(
+            c.choices[0].delta.content or ""
+            for c in client.chat.completions.create(
+                model="llama3.2", messages=[{"role": "user", "content": "hi"}], stream=True
+            )
+            if c.choices
+        )
+        assert streamed == "The answer [1] [9]."  # unchanged: no grounding, no marker filtering
+    finally:
+        server.stop()
