@@ -175,8 +175,10 @@ class OpenAIAPI:
             for m in messages[:last]
             if isinstance(m, dict) and m.get("role") in ("user", "assistant")
         ]
+        content = messages[last].get("content")
+        attachments = [p for p in content if isinstance(p, dict) and p.get("type") != "text"] if images else None
         try:
-            stream = rag.start(question, history=history, params=params)
+            stream = rag.start(question, history=history, params=params, attachments=attachments)
         except RagError as exc:
             return from_rag_error(exc)
         model = str(body["model"])

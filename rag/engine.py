@@ -350,10 +350,12 @@ class Rag:
         min_score: float | None = None,
         history: list[dict[str, Any]] | None = None,
         params: dict[str, Any] | None = None,
+        attachments: list[dict[str, Any]] | None = None,
     ) -> AnswerStream:
         """Retrieve, then open the answer stream. ``history``: earlier conversation turns, put
         before the grounded question; ``params``: chat parameters for the backend (temperature,
-        seed, stop, ...), over the configured defaults."""
+        seed, stop, ...), over the configured defaults; ``attachments``: OpenAI content parts (images)
+        sent with the grounded question."""
         question = check_question(question)
         t0 = time.perf_counter()
         hits = self.search(question, k, mode=mode, filters=filters, min_score=min_score)
@@ -366,7 +368,10 @@ class Rag:
         t1 = time.perf_counter()
         s = self.settings
         chat_params = {"temperature": s.temperature, "max_tokens": s.max_tokens, "seed": s.seed} | (params or {})
-        deltas = self.chat.stream(build_messages(question, hits, history), **chat_params)
+        messages = build_messages(question, hits, history)
+        if attachments:
+            messages[-1]["content"] = [{"type": "text", "text": messages[-1]["content"]}, *attachments]
+        deltas = self.chat.stream(messages, **chat_params)
         return AnswerStream(question, hits, deltas, t0, t1)
 
     def stream(self, question: str, k: int | None = None, **options: Any) -> Iterator[Event]:

@@ -110,7 +110,17 @@ def test_an_ollama_backend_gets_a_400_not_silence(ingested: tuple[FakeOpenAIServ
         assert ok.status_code == 200
     rag, client = app_for(tmp, fake.base_url)  # a generic OpenAI-compatible server gets everything
     with rag, client:
-        assert client.post("/v1/chat/completions", json=ASK | {"presence_penalty": 0.5}).status_code == 200
+        image = {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}
+        question = [{"type": "text", "text": "How long is the warranty?"}, image]
+        sent = {"presence_penalty": 0.5, "logit_bias": {"7": 1}, "n": 1, "response_format": {"type": "text"}}
+        resp = client.post(
+            "/v1/chat/completions", json=ASK | sent | {"messages": [{"role": "user", "content": question}]}
+        )
+        assert resp.status_code == 200
+        got = fake.bodies[-1]
+        assert {k: got[k] for k in sent} == sent  # a grounded answer forwards the parameters...
+        last = got["messages"][-1]["content"]  # ...and the image, beside the grounded question
+        assert last[0]["type"] == "text" and "How long is the warranty?" in last[0]["text"] and last[1] == image
 
 
 def test_a_backend_that_is_down(tmp_path: Path) -> None:
