@@ -64,10 +64,6 @@ class Filters:
     def by_file(self) -> bool:
         return bool(self.paths or self.types)
 
-    @property
-    def empty(self) -> bool:
-        return not self.by_file and self.page_min is None and self.page_max is None
-
     def matches_file(self, source: str, path: str, kind: str | None) -> bool:
         if self.paths and not any(_path_matches(p, source, path) for p in self.paths):
             return False
@@ -89,14 +85,6 @@ class Filters:
         if not conds:
             return None
         return conds[0] if len(conds) == 1 else {"$and": conds}
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "paths": list(self.paths),
-            "types": list(self.types),
-            "page_min": self.page_min,
-            "page_max": self.page_max,
-        }
 
 
 def parse_pages(text: str | None) -> tuple[int | None, int | None]:
