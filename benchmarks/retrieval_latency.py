@@ -16,28 +16,21 @@ from __future__ import annotations
 import argparse
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path[:0] = [str(HERE.parent), str(HERE)]
+sys.path[:0] = [str(HERE.parent), str(HERE), str(HERE.parent / "scripts")]
 
 from instant_embeddings import running  # noqa: E402
+from run_eval import corpora  # noqa: E402
 
 from rag import Rag, Settings  # noqa: E402
 from rag.evaluate import load_questions  # noqa: E402
 
 REPO = HERE.parent
-
-
-def corpora() -> dict[str, Path]:
-    out = subprocess.run(["bash", str(REPO / "scripts" / "eval_corpora.sh")], capture_output=True, text=True)
-    if out.returncode != 0:
-        sys.exit(f"scripts/eval_corpora.sh failed:\n{out.stderr}")
-    return {k: Path(v) for k, v in (line.split("=", 1) for line in out.stdout.split())}
 
 
 def pct(xs: list[float], p: float) -> float:

@@ -388,8 +388,12 @@ class Manifest:
 
     def add_keyword(self, items: Sequence[tuple[str, StoredChunk]]) -> None:
         """Backfill keyword rows for committed chunks, (path, chunk) read back from the store."""
+        if not items:
+            return
         with self._tx() as db:
-            committed = {r[0] for r in db.execute("SELECT id FROM chunks")}
+            ids = [c.id for _, c in items]
+            marks = ",".join("?" * len(ids))
+            committed = {r[0] for r in db.execute(f"SELECT id FROM chunks WHERE id IN ({marks})", ids)}
             rows = [row for path, c in items if c.id in committed for row in keyword.rows_for(path, [c])]
             db.executemany(keyword.INSERT, rows)
 

@@ -30,6 +30,7 @@ K1, B = 1.2, 0.75
 class Built:
     gen: int
     rowids: np.ndarray  # doc index -> kw_chunks rowid
+    ids: list[str]  # doc index -> chunk id
     paths: np.ndarray  # doc index -> index into path_names
     path_names: dict[str, int]
     pages: np.ndarray
@@ -46,12 +47,13 @@ class Built:
 
 def build(db: sqlite3.Connection) -> Built:
     gen = int(db.execute("SELECT gen FROM kw_state").fetchone()[0])
-    rows = db.execute("SELECT rowid, path, page, terms FROM kw_chunks ORDER BY rowid").fetchall()
+    rows = db.execute("SELECT rowid, path, page, terms, id FROM kw_chunks ORDER BY rowid").fetchall()
     n = len(rows)
     path_names: dict[str, int] = {}
     paths = np.fromiter((path_names.setdefault(r[1], len(path_names)) for r in rows), dtype=np.int32, count=n)
     pages = np.fromiter((r[2] or 0 for r in rows), dtype=np.int32, count=n)
     rowids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=n)
+    ids = [r[4] for r in rows]
     split = [r[3].split() for r in rows]
     lengths = np.fromiter((len(t) for t in split), dtype=np.int64, count=n)
     vocab: dict[str, int] = {}
@@ -69,11 +71,11 @@ def build(db: sqlite3.Connection) -> Built:
     weights = (tf * (K1 + 1) / (tf + norm)).astype(np.float32)
     df = np.bincount(terms, minlength=len(vocab)).astype(np.int64)
     indptr = np.concatenate(([0], np.cumsum(df)))
-    return Built(gen, rowids, paths, path_names, pages, vocab, indptr, docs, weights, df)
+    return Built(gen, rowids, ids, paths, path_names, pages, vocab, indptr, docs, weights, df)
 
 
-def score(built: Built, words: list[str], n: int, mask: np.ndarray | None) -> list[tuple[int, float]]:
-    """The ``n`` best (rowid, BM25) for any of ``words``, among docs where ``mask`` is true."""
+def score(built: Built, words: list[str], n: int, mask: np.ndarray | None) -> list[tuple[int, str, float]]:
+    """The ``n`` best (rowid, chunk id, BM25) for any of ``words``, among docs where ``mask`` is true."""
     cols = [built.vocab[w] for w in dict.fromkeys(words) if w in built.vocab]
     if not cols or n <= 0:
         return []
@@ -91,7 +93,7 @@ def score(built: Built, words: list[str], n: int, mask: np.ndarray | None) -> li
         candidates = candidates[mask[candidates]]
     top = candidates[np.argpartition(-scores[candidates], n - 1)[:n]] if len(candidates) > n else candidates
     ordered = top[np.lexsort((built.rowids[top], -scores[top]))]
-    return [(int(built.rowids[d]), float(scores[d])) for d in ordered]
+    return [(int(built.rowids[d]), built.ids[d], float(scores[d])) for d in ordered]
 
 
 class MemoryBM25:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 import time
@@ -39,7 +40,23 @@ class RagGroup(click.Group):
 
 
 def retrieval_options(f: Any) -> Any:
-    """--mode, filters and --min-score, shared by `search` and `ask`."""
+    """--mode, filters and --min-score, shared by `search` and `ask`; the command receives them
+    as one ``search`` dict of keyword arguments for ``Rag.search`` / ``Rag.start``."""
+
+    @functools.wraps(f)
+    def command(
+        *args: Any,
+        mode: str | None,
+        paths: tuple[str, ...],
+        types: tuple[str, ...],
+        pages: str | None,
+        min_score: float | None,
+        **kwargs: Any,
+    ) -> Any:
+        lo, hi = parse_pages(pages)
+        search = {"mode": mode, "filters": Filters(paths, types, lo, hi), "min_score": min_score}
+        return f(*args, search=search, **kwargs)
+
     options = [
         click.option(
             "--mode",
@@ -69,15 +86,8 @@ def retrieval_options(f: Any) -> Any:
         ),
     ]
     for option in reversed(options):
-        f = option(f)
-    return f
-
-
-def _search_options(
-    mode: str | None, paths: tuple[str, ...], types: tuple[str, ...], pages: str | None, min_score: float | None
-) -> dict[str, Any]:
-    lo, hi = parse_pages(pages)
-    return {"mode": mode, "filters": Filters(paths, types, lo, hi), "min_score": min_score}
+        command = option(command)
+    return command
 
 
 def _rag(ctx: click.Context) -> Rag:
@@ -238,17 +248,7 @@ def reindex(ctx: click.Context, yes: bool, as_json: bool) -> None:
 @retrieval_options
 @click.option("--json", "as_json", is_flag=True, help="Print the final answer, citations and timings as JSON.")
 @click.pass_context
-def ask(
-    ctx: click.Context,
-    question: str,
-    k: int | None,
-    mode: str | None,
-    paths: tuple[str, ...],
-    types: tuple[str, ...],
-    pages: str | None,
-    min_score: float | None,
-    as_json: bool,
-) -> None:
+def ask(ctx: click.Context, question: str, k: int | None, search: dict[str, Any], as_json: bool) -> None:
     """Answer QUESTION from the index, streaming tokens, then the sources.
 
     \b
@@ -257,7 +257,7 @@ def ask(
       rag ask "What does set logscale do?" --type pdf --pages 100-200
     """
     rag = _rag(ctx)
-    stream = rag.start(question, k, **_search_options(mode, paths, types, pages, min_score))
+    stream = rag.start(question, k, **search)
     for event in stream:
         if event.type == "token" and not as_json:
             click.echo(event.data["text"], nl=False)
@@ -294,17 +294,7 @@ def label_of(c: dict[str, Any]) -> str:
 @retrieval_options
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list of hits (id, score, source, page, text).")
 @click.pass_context
-def search(
-    ctx: click.Context,
-    query: str,
-    k: int | None,
-    mode: str | None,
-    paths: tuple[str, ...],
-    types: tuple[str, ...],
-    pages: str | None,
-    min_score: float | None,
-    as_json: bool,
-) -> None:
+def search(ctx: click.Context, query: str, k: int | None, search: dict[str, Any], as_json: bool) -> None:
     """Show the chunks that best match QUERY, without asking a model.
 
     \b
@@ -312,7 +302,7 @@ def search(
       rag search "sqlite3_busy_timeout" --mode keyword
       rag search "journal modes" --path c3ref/ --path 'lang_*.html' -k 10
     """
-    hits = _rag(ctx).search(query, k, **_search_options(mode, paths, types, pages, min_score))
+    hits = _rag(ctx).search(query, k, **search)
     if as_json:
         click.echo(json.dumps([h.to_dict() for h in hits], ensure_ascii=False, indent=2))
         return

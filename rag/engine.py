@@ -317,7 +317,8 @@ class Rag:
             vector = self.embedder.embed_query(query) if embedding is None else embedding
             dense = self.store.query(vector, depth, filters.chroma_where(sources), documents=False)
         if how != "dense":
-            keyword = self.keyword.search(query, depth, Scope(paths, filters.page_min, filters.page_max))
+            scope = Scope(paths, filters.page_min, filters.page_max)
+            keyword = self.keyword.search(query, depth, scope, texts=how == "keyword")
         hits = dense if how == "dense" else keyword if how == "keyword" else fuse(dense, keyword, k, fusion)
         hits = hits[:k]
         if min_score is not None:

@@ -232,8 +232,10 @@ class KeywordIndex:
         if self._memory is not None:
             self._memory.invalidate()
 
-    def search(self, query: str, n: int, scope: Scope | None = None) -> list[Hit]:
-        """The ``n`` best chunks by BM25; ``score`` is BM25 (higher is better, unbounded)."""
+    def search(self, query: str, n: int, scope: Scope | None = None, *, texts: bool = True) -> list[Hit]:
+        """The ``n`` best chunks by BM25; ``score`` is BM25 (higher is better, unbounded).
+        ``texts=False`` leaves text and metadata out (fusion needs only ids and scores;
+        ``fetch`` fills in the few hits that survive it)."""
         words = list(dict.fromkeys(terms(query)))
         scope = scope or Scope()
         if not words or n <= 0 or (scope.paths is not None and not scope.paths):
@@ -245,15 +247,17 @@ class KeywordIndex:
             if "no such table" in str(exc):
                 return []
             raise
-        rows = self._rows(db, "rowid", [r for r, _ in ranked])
-        return [replace(rows[rowid], score=score) for rowid, score in ranked if rowid in rows]
+        if not texts:
+            return [Hit(id=cid, score=score, source="", page=None, text="") for _, cid, score in ranked]
+        rows = self._rows(db, "rowid", [r for r, _, _ in ranked])
+        return [replace(rows[rowid], score=score) for rowid, _, score in ranked if rowid in rows]
 
-    def _ranked(self, db: sqlite3.Connection, words: list[str], n: int, scope: Scope) -> list[tuple[int, float]]:
+    def _ranked(self, db: sqlite3.Connection, words: list[str], n: int, scope: Scope) -> list[tuple[int, str, float]]:
         if self._memory is not None:
             built = self._memory.current(db, self._open)
             return bm25.score(built, words, n, self._memory.mask(built, scope.paths, scope.page_min, scope.page_max))
         expr = match_expression(words)
-        sql = "SELECT c.rowid, -bm25(kw) FROM kw JOIN kw_chunks c ON c.rowid = kw.rowid WHERE kw MATCH ?"
+        sql = "SELECT c.rowid, c.id, -bm25(kw) FROM kw JOIN kw_chunks c ON c.rowid = kw.rowid WHERE kw MATCH ?"
         args: list[Any] = [expr]
         if scope.paths is not None:
             sql += f" AND c.path IN ({','.join('?' * len(scope.paths))})"
@@ -264,7 +268,8 @@ class KeywordIndex:
         if scope.page_max is not None:
             sql += " AND c.page <= ?"
             args.append(scope.page_max)
-        return [(int(r), float(s)) for r, s in db.execute(sql + " ORDER BY bm25(kw) LIMIT ?", [*args, n])]
+        rows = db.execute(sql + " ORDER BY bm25(kw) LIMIT ?", [*args, n])
+        return [(int(r), str(cid), float(score)) for r, cid, score in rows]
 
     def fetch(self, ids: Sequence[str]) -> dict[str, Hit]:
         """Text, source, page and metadata of chunks by id (score 0): what a search result needs,

@@ -129,8 +129,7 @@ def fuse(dense: Sequence[Hit], keyword: Sequence[Hit], k: int, fusion: Fusion = 
     """The top ``k`` of both lists by weighted, normalised score; ``score`` is the fused one (0-1)."""
     w = fusion.dense_weight
     d, kw = _minmax(dense), _minmax(keyword)
-    # Prefer the keyword side's copy of a hit: it carries text and metadata already.
-    by_id = {h.id: h for h in dense} | {h.id: h for h in keyword}
+    by_id = {h.id: h for h in keyword} | {h.id: h for h in dense}
     fused = {cid: w * d.get(cid, 0.0) + (1 - w) * kw.get(cid, 0.0) for cid in by_id}
     ranked = sorted(fused, key=lambda cid: (-fused[cid], cid))[:k]
     return [replace(by_id[cid], score=fused[cid]) for cid in ranked]

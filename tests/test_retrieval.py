@@ -23,7 +23,7 @@ from rag.evaluate import Expected, load_questions, ranks
 from rag.keyword import Scope, match_expression, stem, terms
 from rag.retrieval import Filters, Fusion, fuse, parse_pages
 from rag.store import Hit
-from tests.conftest import ServerProcess, clean_env, instant_settings, run_cli
+from tests.conftest import DATA, ServerProcess, clean_env, instant_settings, run_cli
 
 
 @pytest.fixture
@@ -196,15 +196,21 @@ def test_http_search_takes_the_same_options(indexed: Rag) -> None:
 
 
 # -- CLI ----------------------------------------------------------------------------------------------------
-def test_cli_search_modes_and_filters(tmp_path: Path, instant_embeddings: ServerProcess) -> None:
+def cli_ingested(tmp_path: Path, server: ServerProcess) -> dict[str, str]:
+    """The environment of a `rag` process whose index holds a copy of data/, ingested by the CLI."""
     env = clean_env(
         RAG_INDEX_DIR=str(tmp_path / "index"),
-        RAG_EMBED_BASE_URL=instant_embeddings.url + "/v1",
+        RAG_EMBED_BASE_URL=server.url + "/v1",
         RAG_EMBED_MODEL="instant",
     )
     docs = tmp_path / "docs"
-    shutil.copytree(Path(__file__).parent.parent / "data", docs)
+    shutil.copytree(DATA, docs)
     assert run_cli("ingest", str(docs), env=env).returncode == 0
+    return env
+
+
+def test_cli_search_modes_and_filters(tmp_path: Path, instant_embeddings: ServerProcess) -> None:
+    env = cli_ingested(tmp_path, instant_embeddings)
     out = run_cli("search", "SUPPORTED_FORMATS", "--mode", "keyword", "-k", "2", "--json", env=env)
     assert out.returncode == 0, out.stderr
     assert "SUPPORTED_FORMATS" in json.loads(out.stdout)[0]["text"]
@@ -245,14 +251,7 @@ def test_load_questions_names_the_bad_line(tmp_path: Path) -> None:
 
 
 def test_cli_eval_scores_every_mode(tmp_path: Path, instant_embeddings: ServerProcess) -> None:
-    env = clean_env(
-        RAG_INDEX_DIR=str(tmp_path / "index"),
-        RAG_EMBED_BASE_URL=instant_embeddings.url + "/v1",
-        RAG_EMBED_MODEL="instant",
-    )
-    docs = tmp_path / "docs"
-    shutil.copytree(Path(__file__).parent.parent / "data", docs)
-    assert run_cli("ingest", str(docs), env=env).returncode == 0
+    env = cli_ingested(tmp_path, instant_embeddings)
     qa = tmp_path / "qa.jsonl"
     lines = [
         {"question": "Which formats does SUPPORTED_FORMATS allow?", "expected": [{"source": "tools/export_report.py"}]},
