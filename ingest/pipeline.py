@@ -29,6 +29,7 @@ from ingest.loaders import LoadError
 from ingest.manifest import Committed, Manifest
 from ingest.pdfworker import PdfWorker
 from ingest.report import FileResult, IngestReport, ProgressSink, as_sink
+from ingest.storeproc import StoreProcess
 from ingest.walker import Candidate, Selection, os_error_reason, walk
 from rag.errors import (
     IndexMismatchError,
@@ -48,6 +49,10 @@ ABORT_AFTER_FAILED_BATCHES = 3
 BACKGROUND_NICE = 10
 # How long the writer waits for more finished files to fill a Chroma batch.
 WRITE_LINGER_S = 0.25
+# RAG_WRITE_PROCESS=auto writes from a child process when this much is to be indexed. The child
+# costs ~1 s to start (Python and Chroma imports); writing in-process costs the GIL time of every
+# other stage, ~30% of Chroma's own, which passes 1 s at ~3,000 chunks (1-2 MB of files).
+WRITE_PROCESS_MIN_BYTES = 2 << 20
 
 
 def _fatal(exc: RagError) -> bool:
@@ -69,6 +74,9 @@ class Ingestor:
         self.settings = settings
         self._embedder_factory = embedder
         self.store = store
+        # The store the run reads and writes: ``store``, or the writer process (ingest.storeproc).
+        self.db: ChromaStore | StoreProcess = store
+        self._writer_proc: StoreProcess | None = None
         self.chunker = chunker
         self.manifest = manifest
         self.sink = as_sink(progress)
@@ -88,6 +96,12 @@ class Ingestor:
     def ingest(self, targets: Sequence[Path]) -> IngestReport:
         started_wall, t0 = time.time(), time.perf_counter()
         report = self._report = IngestReport()
+        try:
+            return self._ingest(targets, report, started_wall, t0)
+        finally:
+            self._stop_writer()
+
+    def _ingest(self, targets: Sequence[Path], report: IngestReport, started_wall: float, t0: float) -> IngestReport:
         self._check_model()
         report.recovered = self.recover()
         candidates: dict[str, Candidate] = {}
@@ -110,12 +124,18 @@ class Ingestor:
         self.sink.started(len(candidates), sum(c.size for c in candidates.values()))
         work = self._plan(list(candidates.values()))
         try:
+            mode = self.settings.write_process
+            if work and (
+                mode == "always" or (mode == "auto" and sum(j.cand.size for j in work) >= WRITE_PROCESS_MIN_BYTES)
+            ):
+                self._writing(start=True)
             self._run(work)
         finally:
             for w in self._workers:
                 w.close()
         for walked in walked_dirs:
             self._remove_missing(walked, set(candidates))
+        self._stop_writer()
         report.seconds = time.perf_counter() - t0
         self.manifest.record_run(started_wall, report.seconds, report.summary() | {"roots": report.roots})
         self.sink.finished(report)
@@ -125,6 +145,22 @@ class Ingestor:
         with self._emit_lock:
             self._report.files.append(result)
             self.sink.file_done(result)
+
+    # -- the writer process --------------------------------------------------------------
+    def _writing(self, start: bool = False) -> ChromaStore | StoreProcess:
+        """The store to write to. Once the writer process runs, every store call goes through it
+        (one process uses the embedded Chroma at a time). It is started for a big run (``start``),
+        and for repairs after a crash when ``RAG_WRITE_PROCESS=always``."""
+        if self._writer_proc is None and (start or self.settings.write_process == "always"):
+            self.db = self._writer_proc = StoreProcess(self.settings)
+        return self.db
+
+    def _stop_writer(self) -> None:
+        if self._writer_proc is not None:
+            self._writer_proc.close()
+            self._writer_proc = None
+            self.db = self.store
+            self.store.reopen()  # it may hold a stale copy of what the child wrote
 
     # -- settings and recovery ------------------------------------------------------------
     def _check_model(self) -> None:
@@ -152,11 +188,12 @@ class Ingestor:
         number of files that will be re-ingested because of it."""
         pending = self.manifest.pending()
         counts = self.manifest.counts()
-        if not pending and counts.get("chunks", 0) == self.store.count():
+        if not pending and counts.get("chunks", 0) == self.db.count():
             return 0
-        stored = self.store.all_ids()
+        db = self._writing()
+        stored = db.all_ids()
         owned = self.manifest.all_chunk_ids()
-        self.store.delete(sorted(stored - owned))  # written but never committed
+        db.delete(sorted(stored - owned))  # written but never committed
         suspect = self.manifest.paths_of_chunks(owned - stored) | {r.path for r in pending}
         self.manifest.invalidate(sorted(suspect))
         return len(suspect)
@@ -343,7 +380,7 @@ class Ingestor:
         if not by_hash:
             return
         try:
-            vectors = self.store.get_embeddings(sorted(set(by_hash.values())))
+            vectors = self.db.get_embeddings(sorted(set(by_hash.values())))
         except Exception:  # reuse is an optimisation; embedding again is always correct
             return
         for i, chunk in enumerate(job.chunks):
@@ -383,7 +420,7 @@ class Ingestor:
                     self._writer_error = exc
 
     def _write(self, group: list[Job]) -> None:
-        m, store = self.manifest, self.store
+        m, store = self.manifest, self.db
         stored = [j for j in group if j.state == "index"]
         dropping = [j for j in group if j.state in ("failed", "gone", "empty") and j.row is not None]
         old = {j.cand.key: m.chunk_ids(j.cand.key) for j in stored + dropping}
@@ -444,8 +481,8 @@ class Ingestor:
             j.release()  # the run keeps every Job; it must not keep their texts and vectors
 
     def _ensure_collection(self, dim: int) -> None:
-        if self._dim is None or self.store.info() is None:
-            self.store.ensure(IndexInfo(self.model, dim, self.chunker.max_tokens, self.chunker.overlap))
+        if self._dim is None or self.db.info() is None:
+            self.db.ensure(IndexInfo(self.model, dim, self.chunker.max_tokens, self.chunker.overlap))
             self._dim = dim
         elif dim != self._dim:
             raise IndexMismatchError(
@@ -453,16 +490,17 @@ class Ingestor:
                 f"holds {self._dim}-dimensional ones. Run `rag reindex` to rebuild it with the current model."
             )
         else:
-            self.store.ensure(IndexInfo(self.model, dim, self.chunker.max_tokens, self.chunker.overlap))
+            self.db.ensure(IndexInfo(self.model, dim, self.chunker.max_tokens, self.chunker.overlap))
 
     # -- deleted files -----------------------------------------------------------------------------
     def _remove_missing(self, root: str, seen: set[str]) -> None:
         gone = [r for r in self.manifest.files(prefix=root) if r.path not in seen]
+        db = self._writing() if gone else self.db
         for i in range(0, len(gone), 500):
             part = gone[i : i + 500]
             ids = {r.path: self.manifest.chunk_ids(r.path) for r in part}
             self.manifest.mark_pending([(r.path, r.root, r.source, []) for r in part])
-            self.store.delete([cid for v in ids.values() for cid in v] + [p for r in part for p in r.pending_ids])
+            db.delete([cid for v in ids.values() for cid in v] + [p for r in part for p in r.pending_ids])
             self.manifest.forget([r.path for r in part])
             for r in part:
                 self._emit(FileResult(r.source, "removed", chunks=len(ids[r.path]), root=r.root))

@@ -65,6 +65,12 @@ class Settings(BaseSettings):
     pdf_memory_mb: int = Field(1024, ge=128, description="Memory limit of the PDF parser process.")
     max_file_mb: float = Field(20.0, gt=0, description="Larger non-PDF files are reported and skipped.")
     write_batch: int = Field(1000, ge=1, description="Chunks per Chroma write (capped at Chroma's maximum).")
+    write_process: Literal["auto", "always", "never"] = Field(
+        "auto",
+        description="Write to Chroma from a child process during ingest, so writes overlap reading and "
+        "embedding (Chroma holds Python's GIL while it writes). 'auto': when there are at least 2 MB "
+        "of files to index (the child costs ~1 s to start); 'never': write from the ingest process.",
+    )
 
     # -- retrieval ----------------------------------------------------------
     search_mode: Literal["dense", "keyword", "hybrid"] = Field(

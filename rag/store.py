@@ -98,10 +98,16 @@ class ChromaStore:
     (Chroma's default embedding function would download a model at run time)."""
 
     def __init__(self, settings: Settings) -> None:
+        self.name = settings.collection
+        self._settings = settings
+        self._collection: Any = None
+        self._open()
+
+    def _open(self) -> None:
         import chromadb
         from chromadb.config import Settings as ChromaSettings
 
-        self.name = settings.collection
+        settings = self._settings
         chroma_settings = ChromaSettings(anonymized_telemetry=False)
         try:
             if settings.chroma_url:
@@ -123,7 +129,24 @@ class ChromaStore:
             raise StoreError(
                 f"Cannot open the Chroma index at {settings.chroma_url or settings.index_dir}: {exc}"
             ) from exc
-        self._collection: Any = None
+        self._collection = None
+
+    def reopen(self) -> None:
+        """Forget what this process holds of the embedded index, after another process wrote it.
+
+        A PersistentClient keeps the HNSW index it has loaded and does not see other processes'
+        writes to it (measured: new vectors were missing from its queries); Chroma shares one
+        client per path within a process, so that shared instance is dropped too. A server
+        (``chroma_url``) holds nothing here."""
+        if self._settings.chroma_url:
+            return
+        from chromadb.api.shared_system_client import SharedSystemClient
+
+        ident = getattr(self.client, "_identifier", None)
+        if ident is not None:
+            SharedSystemClient._identifier_to_system.pop(ident, None)
+            SharedSystemClient._identifier_to_refcount.pop(ident, None)
+        self._open()
 
     # -- collection lifecycle -------------------------------------------------
     def _get(self) -> Any:
@@ -181,17 +204,30 @@ class ChromaStore:
         self._collection = None
 
     # -- data -------------------------------------------------------------------
-    def upsert(self, chunks: Sequence[StoredChunk], embeddings: Sequence[Sequence[float]]) -> None:
+    def upsert(self, chunks: Sequence[StoredChunk], embeddings: Sequence[Sequence[float]] | Any) -> None:
+        """Write ``chunks`` with their vectors (a sequence of vectors or an n x dim array),
+        replacing any stored under the same ids."""
+        import numpy as np
+
         col = self._require()
+        vectors = np.asarray(embeddings, dtype=np.float32)
         step = min(self.max_batch, 1000)
         for i in range(0, len(chunks), step):
             part = chunks[i : i + step]
-            col.upsert(
-                ids=[c.id for c in part],
-                documents=[c.text for c in part],
-                metadatas=[c.metadata for c in part],
-                embeddings=[list(e) for e in embeddings[i : i + step]],
-            )
+            ids = [c.id for c in part]
+            # upsert costs ~18% more than add (measured, 10k records); ask which ids exist (~3-18 ms
+            # per 1,000) and add the rest. Only ids already stored are upserted.
+            stored = set(col.get(ids=ids, include=[])["ids"])
+            new = [j for j, cid in enumerate(ids) if cid not in stored]
+            old = [j for j, cid in enumerate(ids) if cid in stored]
+            for write, rows in ((col.add, new), (col.upsert, old)):
+                if rows:
+                    write(
+                        ids=[ids[j] for j in rows],
+                        documents=[part[j].text for j in rows],
+                        metadatas=[part[j].metadata for j in rows],
+                        embeddings=vectors[i : i + step][rows],
+                    )
 
     def delete(self, ids: Sequence[str]) -> None:
         if not ids:
