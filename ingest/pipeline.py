@@ -24,31 +24,29 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 
 from ingest.chunker import Chunker
-from ingest.jobs import Job, chunk_file, file_result, hash_file, read_limited
+from ingest.jobs import Job, chunk_file, hash_file, read_limited
 from ingest.loaders import LoadError
-from ingest.manifest import Committed, Manifest
+from ingest.manifest import Manifest
 from ingest.pdfworker import PdfWorker
 from ingest.report import FileResult, IngestReport, ProgressSink, as_sink
 from ingest.storeproc import StoreProcess
 from ingest.walker import Candidate, Selection, os_error_reason, walk
+from ingest.writer import Writer
 from rag.errors import (
     IndexMismatchError,
     ModelAuthError,
     ModelNotFoundError,
     ModelUnreachableError,
     RagError,
-    StoreError,
 )
 from rag.models import Embedder
 from rag.settings import Settings
-from rag.store import ChromaStore, IndexInfo, check_compatible
+from rag.store import ChromaStore, check_compatible
 
 # After this many embedding batches fail in a row the server is down, not a file bad: stop.
 ABORT_AFTER_FAILED_BATCHES = 3
 # Priority of the parse threads and PDF workers (nice value) relative to the embedder.
 BACKGROUND_NICE = 10
-# How long the writer waits for more finished files to fill a Chroma batch.
-WRITE_LINGER_S = 0.25
 # RAG_WRITE_PROCESS=auto writes from a child process when this much is to be indexed. The child
 # costs ~1 s to start (Python and Chroma imports); writing in-process costs the GIL time of every
 # other stage, ~30% of Chroma's own, which passes 1 s at ~3,000 chunks (1-2 MB of files).
@@ -88,7 +86,6 @@ class Ingestor:
         self._local = threading.local()
         self._workers: list[PdfWorker] = []
         self._workers_lock = threading.Lock()
-        self._writer_error: BaseException | None = None
         # Test seam: called with each candidate just before it is read (e.g. to delete it).
         self.before_read: Callable[[Candidate], None] | None = None
 
@@ -234,8 +231,9 @@ class Ingestor:
     def _run(self, work: list[Job]) -> None:
         s = self.settings
         write_q: queue.Queue[Job | None] = queue.Queue(maxsize=max(8, s.write_batch // 8))
-        writer = threading.Thread(target=self._writer_loop, args=(write_q,), name="rag-writer", daemon=True)
-        writer.start()
+        writer = Writer(self.manifest, lambda: self.db, self.chunker, self.model, self._dim, s.write_batch, self._emit)
+        writer_thread = threading.Thread(target=writer.run, args=(write_q,), name="rag-writer", daemon=True)
+        writer_thread.start()
         inflight: dict[Future[list[list[float]]], list[tuple[Job, int]]] = {}
         failed_batches = 0
         abort: RagError | None = None
@@ -287,7 +285,7 @@ class Ingestor:
         ):
             try:
                 while True:
-                    while len(lookahead) < s.parse_workers * 4 and abort is None and self._writer_error is None:
+                    while len(lookahead) < s.parse_workers * 4 and abort is None and writer.error is None:
                         job = next(todo, None)
                         if job is None:
                             break
@@ -310,9 +308,9 @@ class Ingestor:
                     drain(block=True)
             finally:
                 write_q.put(None)
-                writer.join()
-        if self._writer_error is not None:
-            raise self._writer_error
+                writer_thread.join()
+        if writer.error is not None:
+            raise writer.error
         if abort is not None and _fatal(abort):
             raise abort
         if abort is not None:
@@ -392,105 +390,6 @@ class Ingestor:
 
     def _embed(self, texts: list[str]) -> list[list[float]]:
         return self._embedder_factory().embed_documents(texts)
-
-    # -- the writer -----------------------------------------------------------------------------
-    def _writer_loop(self, q: queue.Queue[Job | None]) -> None:
-        finished = False
-        while not finished:
-            item = q.get()
-            if item is None:
-                return
-            group, size = [item], len(item.chunks)
-            # Chroma writes fewer, larger batches much faster; wait a moment to fill one.
-            deadline = time.monotonic() + WRITE_LINGER_S
-            while size < self.settings.write_batch:
-                try:
-                    nxt = q.get(timeout=max(0.0, deadline - time.monotonic()))
-                except queue.Empty:
-                    break
-                if nxt is None:
-                    finished = True
-                    break
-                group.append(nxt)
-                size += len(nxt.chunks)
-            if self._writer_error is None:
-                try:
-                    self._write(group)
-                except BaseException as exc:  # handed to the main thread, which raises it
-                    self._writer_error = exc
-
-    def _write(self, group: list[Job]) -> None:
-        m, store = self.manifest, self.db
-        stored = [j for j in group if j.state == "index"]
-        dropping = [j for j in group if j.state in ("failed", "gone", "empty") and j.row is not None]
-        old = {j.cand.key: m.chunk_ids(j.cand.key) for j in stored + dropping}
-        m.mark_pending(
-            [(j.cand.key, str(j.cand.root), j.source, [c.id for c in j.chunks]) for j in stored]
-            + [(j.cand.key, str(j.cand.root), j.source, []) for j in dropping]
-        )
-        try:
-            if stored:
-                self._ensure_collection(len(next(v for j in stored for v in j.vectors if v is not None)))
-                store.upsert(
-                    [c for j in stored for c in j.chunks],
-                    [v for j in stored for v in j.vectors if v is not None],
-                )
-            keep = {c.id for j in stored for c in j.chunks}
-            store.delete(sorted({i for ids in old.values() for i in ids} - keep))
-        except RagError:
-            raise
-        except Exception as exc:
-            raise StoreError(f"Writing to the index at {store.location} failed: {exc}") from exc
-        m.commit(
-            [
-                Committed(
-                    j.cand.key,
-                    str(j.cand.root),
-                    j.source,
-                    j.kind,
-                    j.cand.size,
-                    j.cand.mtime_ns,
-                    j.file_hash,
-                    self.chunker.max_tokens,
-                    self.chunker.overlap,
-                    self.chunker.signature,
-                    [(c.id, c.metadata["chunk_hash"]) for c in j.chunks],
-                    j.chunks,
-                )
-                for j in stored
-            ]
-        )
-        for j in group:
-            if j.state == "failed":
-                m.record_failure(
-                    j.cand.key,
-                    str(j.cand.root),
-                    j.source,
-                    j.cand.kind,
-                    j.cand.size,
-                    j.cand.mtime_ns,
-                    j.error or "failed",
-                    j.error_kind,
-                )
-            elif j.state in ("gone", "empty"):
-                m.forget([j.cand.key])
-            elif j.state == "touch":
-                m.touch(j.cand.key, j.cand.size, j.cand.mtime_ns)
-        for j in group:
-            self._emit(file_result(j))
-            j.release()  # the run keeps every Job; it must not keep their texts and vectors
-
-    def _ensure_collection(self, dim: int) -> None:
-        if self._dim is None or self.db.info() is None:
-            self.db.ensure(IndexInfo(self.model, dim, self.chunker.max_tokens, self.chunker.overlap))
-            self._dim = dim
-        elif dim != self._dim:
-            raise IndexMismatchError(
-                f"The embedding server returned {dim}-dimensional vectors for '{self.model}', but the index "
-                f"holds {self._dim}-dimensional ones. Run `rag reindex` to rebuild it with the current model."
-            )
-        else:
-            self.db.ensure(IndexInfo(self.model, dim, self.chunker.max_tokens, self.chunker.overlap))
 
     # -- deleted files -----------------------------------------------------------------------------
     def _remove_missing(self, root: str, seen: set[str]) -> None:

@@ -22,7 +22,7 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,7 @@ from rag.settings import Settings
 from rag.store import IndexInfo, StoredChunk
 
 # The calls a parent may make; anything else is refused by the child.
-METHODS = frozenset({"info", "ensure", "upsert", "delete", "get_embeddings", "count", "all_ids", "max_batch"})
+METHODS = frozenset({"info", "ensure", "write", "delete", "get_embeddings", "count", "all_ids", "max_batch"})
 
 
 def main() -> None:
@@ -118,25 +118,48 @@ class StoreProcess:
         self._send.send(settings)
 
     def _call(self, method: str, *args: Any) -> Any:
-        with self._lock:
+        return self._start(method, *args)()
+
+    def _start(self, method: str, *args: Any) -> Callable[[], Any]:
+        """Send a call and return at once; the result waits for the answer. Until then, other
+        calls wait their turn (the child answers in order)."""
+        self._lock.acquire()
+        try:
+            if not self._ready:
+                self._answer()
+                self._ready = True
+            self._send.send((method, args))
+        except (EOFError, OSError):
+            self._lock.release()
+            raise self._died() from None
+        except BaseException:
+            self._lock.release()
+            raise
+
+        def answer() -> Any:
             try:
-                if not self._ready:
-                    self._answer()
-                    self._ready = True
-                self._send.send((method, args))
                 return self._answer()
-            except (EOFError, OSError, BrokenPipeError):
-                code = self._proc.poll()
-                raise StoreError(
-                    f"The index writer process stopped unexpectedly (exit code {code}) while writing to "
-                    f"{self.location}. Run the same command again: finished files are kept."
-                ) from None
+            finally:
+                self._lock.release()
+
+        return answer
 
     def _answer(self) -> Any:
-        status, payload = self._recv.recv()
+        try:
+            status, payload = self._recv.recv()
+        except (EOFError, OSError):
+            raise self._died() from None
         if status != "ok":
             raise _rebuild(*payload)
         return payload
+
+    def _died(self) -> StoreError:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self._proc.wait(1)
+        return StoreError(
+            f"The index writer process stopped unexpectedly (exit code {self._proc.poll()}) while writing to "
+            f"{self.location}. Run the same command again: finished files are kept."
+        )
 
     # -- the calls the ingest makes (the VectorStore subset) ------------------------------------
     def info(self) -> IndexInfo | None:
@@ -145,12 +168,15 @@ class StoreProcess:
     def ensure(self, info: IndexInfo) -> None:
         self._call("ensure", info)
 
-    def upsert(self, chunks: Sequence[StoredChunk], embeddings: Sequence[Sequence[float]]) -> None:
+    def start_write(
+        self, chunks: Sequence[StoredChunk], embeddings: Sequence[Sequence[float]], drop: Sequence[str]
+    ) -> Callable[[], None]:
+        """``ChromaStore.write`` in the child; returns at once with the function that waits for it."""
         import numpy as np
 
         # Only what Chroma stores crosses the pipe (not the keyword terms), vectors as one array.
         lean = [StoredChunk(c.id, c.text, c.metadata) for c in chunks]
-        self._call("upsert", lean, np.asarray(embeddings, dtype=np.float32))
+        return self._start("write", lean, np.asarray(embeddings, dtype=np.float32), list(drop))
 
     def delete(self, ids: Sequence[str]) -> None:
         if ids:

@@ -64,6 +64,10 @@ class VectorStore(Protocol):
 
     def upsert(self, chunks: Sequence[StoredChunk], embeddings: Sequence[Sequence[float]]) -> None: ...
 
+    def write(
+        self, chunks: Sequence[StoredChunk], embeddings: Sequence[Sequence[float]], drop: Sequence[str]
+    ) -> None: ...
+
     def delete(self, ids: Sequence[str]) -> None: ...
 
     @property
@@ -228,6 +232,14 @@ class ChromaStore:
                         metadatas=[part[j].metadata for j in rows],
                         embeddings=vectors[i : i + step][rows],
                     )
+
+    def write(
+        self, chunks: Sequence[StoredChunk], embeddings: Sequence[Sequence[float]] | Any, drop: Sequence[str]
+    ) -> None:
+        """One ingest batch: ``chunks`` upserted, then the ids in ``drop`` deleted."""
+        if chunks:
+            self.upsert(chunks, embeddings)
+        self.delete(drop)
 
     def delete(self, ids: Sequence[str]) -> None:
         if not ids:

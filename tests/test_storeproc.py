@@ -158,7 +158,7 @@ proc.ensure(IndexInfo("m", 384, 128, 16))
 n = 30000  # a write that takes Chroma many seconds
 chunks = [StoredChunk(f"{i:032x}", f"text {i}", {"source": f"s{i}"}) for i in range(n)]
 vectors = np.random.default_rng(0).standard_normal((n, 384), dtype=np.float32)
-threading.Thread(target=proc.upsert, args=(chunks, vectors), daemon=True).start()
+threading.Thread(target=lambda: proc.start_write(chunks, vectors, [])(), daemon=True).start()
 print(proc._proc.pid, flush=True)
 threading.Event().wait(600)
 """
@@ -172,7 +172,7 @@ def test_killed_ingest_takes_its_writer_process_with_it(tmp_path: Path) -> None:
     )
     assert parent.stdout is not None
     writer = int(parent.stdout.readline())
-    time.sleep(1.5)  # the upsert is under way in the writer
+    time.sleep(1.5)  # the write is under way in the writer
     assert alive(writer)
     parent.send_signal(signal.SIGKILL)
     parent.wait(30)
