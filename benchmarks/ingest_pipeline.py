@@ -55,8 +55,9 @@ def status_mb(pid: int | str = "self", key: str = "VmHWM") -> float:
         return 0.0
 
 
-def tree_mb(root: int) -> float:
-    """Current RSS of ``root`` and all its descendants (e.g. PDF worker processes)."""
+def tree_mb(root: int) -> tuple[float, float]:
+    """Current RSS of ``root`` and all its descendants (PDF workers, the Chroma writer process),
+    and of the writer process alone."""
     kids: dict[int, list[int]] = {}
     for d in filter(str.isdigit, os.listdir("/proc")):
         try:
@@ -64,21 +65,29 @@ def tree_mb(root: int) -> float:
                 kids.setdefault(int(f.read().rsplit(")", 1)[1].split()[1]), []).append(int(d))
         except (OSError, IndexError, ValueError):
             continue
-    todo, total = [root], 0.0
+    todo, total, writer = [root], 0.0, 0.0
     while todo:
         pid = todo.pop()
-        total += status_mb(pid, "VmRSS")
+        rss = status_mb(pid, "VmRSS")
+        total += rss
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if b"ingest.storeproc" in f.read():
+                    writer += rss
+        except OSError:
+            pass
         todo += kids.get(pid, [])
-    return total
+    return total, writer
 
 
 def child_memory(a: argparse.Namespace) -> dict[str, Any]:
     """Ingest in this fresh process, sampling the RSS of the whole process tree every 0.2 s."""
-    peak, done = [0.0], threading.Event()
+    peak, done = [0.0, 0.0], threading.Event()
 
     def sample() -> None:
         while not done.wait(0.2):
-            peak[0] = max(peak[0], tree_mb(os.getpid()))
+            total, writer = tree_mb(os.getpid())
+            peak[0], peak[1] = max(peak[0], total), max(peak[1], writer)
 
     threading.Thread(target=sample, daemon=True).start()
     seconds, report = ingest(a.index, a.corpus, a.base_url or None, a)
@@ -88,6 +97,7 @@ def child_memory(a: argparse.Namespace) -> dict[str, Any]:
         "seconds": round(seconds, 1),
         "chunks": report.chunks,
         "hwm_mb": round(hwm),
+        "writer_mb": round(peak[1]),
         "tree_mb": round(max(hwm, peak[0])),
     }
 
@@ -278,22 +288,35 @@ def part_memory(a: argparse.Namespace, work: Path, url: str, st: dict[str, Any])
     print(f"  generating {4 * a.files} files: {generate(big, 4 * a.files, seed=a.seed + 1)}", flush=True)
     res = {}
     for tag, corpus in (("1x", st["corpus"]), ("4x", big)):
+        for old in (f"mem-{tag}", f"alone-{tag}", f"srv-{tag}", f"srvmem-{tag}"):  # from an earlier --workdir run
+            shutil.rmtree(work / old, ignore_errors=True)
         ns = argparse.Namespace(**{**vars(a), "corpus": corpus, "index": work / f"mem-{tag}", "base_url": url})
         res[tag] = r = child("memory", ns)
         print(f"  memory {tag}: {r} | {load()}", flush=True)
-        ns.n = r.get("chunks", 0)
+        ns.n, ns.index = r.get("chunks", 0), work / f"alone-{tag}"
         res["chroma" + tag] = child("chroma", ns)
         print(f"  chroma alone {tag}: {res['chroma' + tag]}", flush=True)
-    m1, m4 = res["1x"].get("tree_mb", float("nan")), res["4x"].get("tree_mb", float("nan"))
-    c1, c4 = res["chroma1x"].get("maxrss_mb", float("nan")), res["chroma4x"].get("maxrss_mb", float("nan"))
-    row("memory", f"pipeline peak RSS (all processes) 1x ({res['1x'].get('chunks')})", f"{m1:.0f} MB")
-    row("memory", f"pipeline peak RSS (all processes) 4x ({res['4x'].get('chunks')})", f"{m4:.0f} MB")
-    row("memory", "ratio 4x / 1x", f"{m4 / m1:.2f}", "<= 1.30", m4 / m1 <= 1.3)
-    h1, h4 = res["1x"].get("hwm_mb", 0), res["4x"].get("hwm_mb", 0)
-    row("memory", "  main process alone (VmHWM) 1x / 4x", f"{h1} / {h4} MB")
-    row("memory", "Chroma alone (add x1000) peak RSS 1x / 4x", f"{c1:.0f} / {c4:.0f} MB = {c4 / c1:.2f}")
-    # The embedded Chroma's HNSW index lives in our process and grows with the corpus (see "Chroma
-    # alone"); with a Chroma server the process holds only the pipeline, which is what must stay flat.
+
+    def pair(r1: dict[str, Any], r4: dict[str, Any], key: str) -> tuple[float, float, str]:
+        x1, x4 = float(r1.get(key) or "nan"), float(r4.get(key) or "nan")  # 0: no writer process (small run)
+        return x1, x4, f"{x1:.0f} / {x4:.0f} MB = {x4 / x1:.2f}"
+
+    n1, n4 = res["1x"].get("chunks"), res["4x"].get("chunks")
+    h1, h4, text = pair(res["1x"], res["4x"], "hwm_mb")
+    row("memory", f"pipeline process (VmHWM) 1x / 4x ({n1} / {n4})", text, "<= 1.30", h4 / h1 <= 1.3)
+    _, _, text = pair(res["1x"], res["4x"], "writer_mb")
+    row("memory", "  Chroma writer process 1x / 4x", text)
+    c1, c4, text = pair(res["chroma1x"], res["chroma4x"], "maxrss_mb")
+    row("memory", "  Chroma alone (same number of records) 1x / 4x", text)
+    m1, m4, text = pair(res["1x"], res["4x"], "tree_mb")
+    row("memory", "whole process tree 1x / 4x", text, "<= 1.30", m4 / m1 <= 1.3)
+    row(
+        "memory",
+        "  tree growth / Chroma alone's growth",
+        f"{(m4 - m1):.0f} / {(c4 - c1):.0f} MB = {(m4 - m1) / (c4 - c1):.2f}",
+    )
+    # The embedded Chroma's index lives in the writer process and grows with the corpus as it does in
+    # Chroma alone; with a Chroma server it lives in the server, and the ingest's tree is the pipeline.
     srv = {}
     for tag, corpus in (("1x", st["corpus"]), ("4x", big)):
         with chroma_server(work / f"srv-{tag}") as curl:
@@ -302,9 +325,8 @@ def part_memory(a: argparse.Namespace, work: Path, url: str, st: dict[str, Any])
             )
             srv[tag] = r = child("memory", ns)
         print(f"  memory {tag} (Chroma server): {r} | {load()}", flush=True)
-    s1, s4 = srv["1x"].get("tree_mb", float("nan")), srv["4x"].get("tree_mb", float("nan"))
-    row("memory", "with a Chroma server: pipeline peak RSS 1x / 4x", f"{s1:.0f} / {s4:.0f} MB")
-    row("memory", "  ratio 4x / 1x (pipeline process only)", f"{s4 / s1:.2f}", "<= 1.30", s4 / s1 <= 1.3)
+    s1, s4, text = pair(srv["1x"], srv["4x"], "tree_mb")
+    row("memory", "with a Chroma server: whole tree 1x / 4x", text, "<= 1.30", s4 / s1 <= 1.3)
 
 
 @contextlib.contextmanager
@@ -383,20 +405,28 @@ def child_peer(a: argparse.Namespace) -> dict[str, Any]:
 
 
 def child_chroma(a: argparse.Namespace) -> dict[str, Any]:
-    """Chroma alone with ``--n`` records shaped like ours (random unit vectors, ~600-char texts, 12 fields)."""
+    """Chroma alone with ``--n`` records shaped like ours (random unit vectors, ~600-char texts, 12
+    fields), made a batch of 1,000 at a time so that the peak RSS is Chroma's, not the input's."""
     import numpy as np
 
     rng, gen = random.Random(0), np.random.default_rng(0)
-    vecs = gen.standard_normal((a.n, 384), dtype=np.float32)
-    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
-    docs = [" ".join(rng.choices(["alpha", "ledger", "warranty", "service", "port"], k=100)) for _ in range(a.n)]
     base = {"root": "/r", "kind": "markdown", "page": 0, "heading": "H", "tokens": 120, "chunk_tokens": 128}
     base |= {"chunk_overlap": 16, "file_hash": "f" * 64}
-    metas = [
-        {**base, "source": f"s/{i // 10}.md", "start": i, "end": i + 600, "chunk_hash": f"{i:064x}"} for i in range(a.n)
-    ]
-    ids = [f"{i:032x}" for i in range(a.n)]
-    seconds = chroma_add(a.index, ids, vecs, docs, metas)
+    col = chroma(a.index, "alone")
+    seconds = 0.0
+    for lo in range(0, a.n, 1000):
+        n = min(1000, a.n - lo)
+        vecs = gen.standard_normal((n, 384), dtype=np.float32)
+        vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+        docs = [" ".join(rng.choices(["alpha", "ledger", "warranty", "service", "port"], k=100)) for _ in range(n)]
+        ids = [f"{i:032x}" for i in range(lo, lo + n)]
+        metas = [
+            {**base, "source": f"s/{i // 10}.md", "start": i, "end": i + 600, "chunk_hash": f"{i:064x}"}
+            for i in range(lo, lo + n)
+        ]
+        t = time.perf_counter()
+        col.add(ids=ids, embeddings=vecs, documents=docs, metadatas=metas)
+        seconds += time.perf_counter() - t
     return {"n": a.n, "seconds": round(seconds, 1), "maxrss_mb": round(status_mb())}
 
 

@@ -121,10 +121,7 @@ class Ingestor:
         self.sink.started(len(candidates), sum(c.size for c in candidates.values()))
         work = self._plan(list(candidates.values()))
         try:
-            mode = self.settings.write_process
-            if work and (
-                mode == "always" or (mode == "auto" and sum(j.cand.size for j in work) >= WRITE_PROCESS_MIN_BYTES)
-            ):
+            if work and self._use_writer_process(sum(j.cand.size for j in work)):
                 self._writing(start=True)
             self._run(work)
         finally:
@@ -151,6 +148,12 @@ class Ingestor:
         if self._writer_proc is None and (start or self.settings.write_process == "always"):
             self.db = self._writer_proc = StoreProcess(self.settings)
         return self.db
+
+    def _use_writer_process(self, size: int) -> bool:
+        mode = self.settings.write_process
+        # With a Chroma server the writes cost this process little (orjson, then waiting on a socket).
+        embedded = not self.settings.chroma_url
+        return mode == "always" or (mode == "auto" and embedded and size >= WRITE_PROCESS_MIN_BYTES)
 
     def _stop_writer(self) -> None:
         if self._writer_proc is not None:

@@ -68,8 +68,8 @@ class Settings(BaseSettings):
     write_process: Literal["auto", "always", "never"] = Field(
         "auto",
         description="Write to Chroma from a child process during ingest, so writes overlap reading and "
-        "embedding (Chroma holds Python's GIL while it writes). 'auto': when there are at least 2 MB "
-        "of files to index (the child costs ~1 s to start); 'never': write from the ingest process.",
+        "embedding (Chroma holds Python's GIL while it writes). 'auto': for the embedded Chroma when there "
+        "are at least 2 MB of files to index (the child costs ~1 s to start); 'never': write in-process.",
     )
 
     # -- retrieval ----------------------------------------------------------
