@@ -7,7 +7,8 @@ chunking and embedding all stopped while Chroma wrote, so the pipeline's time wa
 
 The embedded Chroma is meant for one process at a time, and a process keeps the HNSW index it has
 loaded. So while the writer runs, every store call of the ingest goes through it, and afterwards
-the caller's own client is reopened (``ChromaStore.reopen``).
+the caller's own client is reopened (``ChromaStore.reopen``). Another ``Rag`` on the same index in
+the same process keeps its old view until it is reopened too.
 
 The child dies with its parent (Linux: ``PR_SET_PDEATHSIG``), so a killed ingest leaves no writer
 behind to race the next run's recovery. Elsewhere it exits at its next request, on EOF.
@@ -114,7 +115,7 @@ class StoreProcess:
         self._recv = multiprocessing.connection.Connection(os.dup(self._proc.stdout.fileno()), writable=False)
         self._lock = threading.Lock()
         self._ready = False
-        # Started now, answered later: the child imports Chroma while the caller walks the folders.
+        # Started now, answered at the first call: the child imports Chroma while files are parsed.
         self._send.send(settings)
 
     def _call(self, method: str, *args: Any) -> Any:
