@@ -4,7 +4,8 @@ Vectors are deterministic per input text (seeded from the text's sha256, unit
 length), so two runs over the same texts store identical vectors. Used by the
 ingest benchmark (to measure the pipeline without the model's cost) and by tests
 (``--delay-ms`` slows every embeddings request; ``--fail-first N`` makes the first
-N embeddings requests answer ``--fail-status``).
+N embeddings requests answer ``--fail-status``; ``--reject-containing WORD`` answers 400 to any
+request with an input containing WORD, as servers do for an input over their own length limit).
 
     python benchmarks/instant_embeddings.py --host 127.0.0.1 --port 0 [--dim 384] [--delay-ms 0]
 
@@ -38,8 +39,11 @@ def vector(text: str, dim: int) -> np.ndarray:
 
 
 class Config:
-    def __init__(self, dim: int, delay_ms: float, fail_first: int, fail_status: int, model: str) -> None:
+    def __init__(
+        self, dim: int, delay_ms: float, fail_first: int, fail_status: int, model: str, reject: str | None = None
+    ) -> None:
         self.dim = dim
+        self.reject = reject
         self.delay = delay_ms / 1000.0
         self.fail_left = fail_first
         self.fail_status = fail_status
@@ -101,6 +105,9 @@ class Handler(BaseHTTPRequestHandler):
         if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
             self._error(400, "'input' must be a non-empty string or list of strings", "invalid_input")
             return
+        if cfg.reject and any(cfg.reject in t for t in texts):
+            self._error(400, f"input rejected: it contains {cfg.reject!r} (--reject-containing)", "input_rejected")
+            return
         b64 = body.get("encoding_format") == "base64"
         data = []
         for i, text in enumerate(texts):
@@ -145,8 +152,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--fail-first", type=int, default=0, help="the first N embeddings requests fail")
     ap.add_argument("--fail-status", type=int, default=500)
     ap.add_argument("--model", default="instant", help="the name GET /v1/models lists (any name is accepted)")
+    ap.add_argument("--reject-containing", metavar="WORD", help="answer 400 to requests with an input containing WORD")
     a = ap.parse_args(argv)
-    server = Server((a.host, a.port), Config(a.dim, a.delay_ms, a.fail_first, a.fail_status, a.model))
+    cfg = Config(a.dim, a.delay_ms, a.fail_first, a.fail_status, a.model, a.reject_containing)
+    server = Server((a.host, a.port), cfg)
     host, port = server.server_address[:2]
     print(f"instant-embeddings listening on http://{host}:{port}/v1", flush=True)
     with contextlib.suppress(KeyboardInterrupt):

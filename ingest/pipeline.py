@@ -5,6 +5,8 @@ and chunked by ``parse_workers`` threads; chunks needing vectors are batched
 across files into ``embed_batch_size`` requests, ``embed_concurrency`` at a
 time; a writer thread stores finished files in groups of up to ``write_batch``
 chunks. Memory stays bounded: each stage has a bounded queue in front of it.
+A request that fails after the client's retries is sent again one file at a time,
+so that one input a server refuses fails only its own file.
 
 Every store write follows the manifest's protocol (pending, write, commit), so
 the process can be killed at any moment; see ``ingest.manifest``.
@@ -237,7 +239,9 @@ class Ingestor:
         writer = Writer(self.manifest, lambda: self.db, self.chunker, self.model, self._dim, s.write_batch, self._emit)
         writer_thread = threading.Thread(target=writer.run, args=(write_q,), name="rag-writer", daemon=True)
         writer_thread.start()
-        inflight: dict[Future[list[list[float]]], list[tuple[Job, int]]] = {}
+        # Each request in flight, with its (job, chunk index) items and whether it is one file's retry.
+        inflight: dict[Future[list[list[float]]], tuple[list[tuple[Job, int]], bool]] = {}
+        retries: list[list[tuple[Job, int]]] = []
         failed_batches = 0
         abort: RagError | None = None
 
@@ -252,19 +256,25 @@ class Ingestor:
                 return
             done, _ = wait(list(inflight), timeout=None if block else 0, return_when=FIRST_COMPLETED)
             for fut in done:
-                items = inflight.pop(fut)
+                items, alone = inflight.pop(fut)
                 try:
                     vectors = fut.result()
                 except RagError as exc:
-                    failed_batches += 1
+                    jobs = list({id(job): job for job, _ in items if not job.sent}.values())
+                    if not _fatal(exc) and not alone and len(jobs) > 1 and abort is None:
+                        # A request fails whole for one bad input (a server's own length limit, say):
+                        # send each file's part again on its own, so only the file at fault fails.
+                        retries.extend([(j, i) for j, i in items if j is job] for job in jobs)
+                        continue
+                    if exc.code != "bad_request":  # a refused input is the file's fault, not the server's
+                        failed_batches += 1
                     if failed_batches >= ABORT_AFTER_FAILED_BATCHES or _fatal(exc):
                         abort = exc
                         if _fatal(exc):
                             continue  # not the files' fault: leave them for the next run
-                    for job, _ in items:
-                        if not job.sent:
-                            job.fail(f"embedding failed: {exc.message}", kind="model")
-                            send(job)
+                    for job in jobs:
+                        job.fail(f"embedding failed: {exc.message}", kind="model")
+                        send(job)
                     continue
                 failed_batches = 0
                 for (job, i), vec in zip(items, vectors, strict=True):
@@ -273,11 +283,17 @@ class Ingestor:
                     if job.missing == 0:
                         send(job)
 
-        def submit(items: list[tuple[Job, int]]) -> None:
+        def submit(items: list[tuple[Job, int]], alone: bool = False) -> None:
             while len(inflight) >= s.embed_concurrency * 2:
                 drain(block=True)
             texts = [job.chunks[i].text for job, i in items]
-            inflight[embed_pool.submit(self._embed, texts)] = items
+            inflight[embed_pool.submit(self._embed, texts)] = (items, alone)
+
+        def resubmit() -> None:
+            while retries:
+                part = retries.pop()
+                if abort is None and not part[0][0].sent:
+                    submit(part, alone=True)
 
         buffer: list[tuple[Job, int]] = []
         lookahead: deque[tuple[Job, Future[None]]] = deque()
@@ -305,9 +321,11 @@ class Ingestor:
                             submit(buffer[: s.embed_batch_size])
                             buffer = buffer[s.embed_batch_size :]
                     drain(block=False)
+                    resubmit()
                 if buffer and abort is None:
                     submit(buffer)
-                while inflight:
+                while inflight or retries:
+                    resubmit()
                     drain(block=True)
             finally:
                 write_q.put(None)

@@ -4,6 +4,7 @@ from rag.engine import Answer, AnswerStream, Event, Rag
 from rag.errors import (
     ConfigError,
     EmptyIndexError,
+    IndexBusyError,
     IndexMismatchError,
     IndexStateError,
     InvalidRequestError,
@@ -33,6 +34,7 @@ __all__ = [
     "Filters",
     "Fusion",
     "Hit",
+    "IndexBusyError",
     "IndexMismatchError",
     "IndexStateError",
     "MODES",

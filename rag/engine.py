@@ -10,6 +10,7 @@ for event in r.stream("..."):      # sources, token..., done | error
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -28,6 +29,7 @@ from rag.settings import Settings
 from rag.store import ChromaStore, Hit, check_compatible
 
 if TYPE_CHECKING:  # ingest imports rag; import it lazily at run time
+    from ingest.lock import IndexLock
     from ingest.manifest import Manifest
     from ingest.report import FileResult, IngestReport, ProgressSink
     from ingest.walker import Selection
@@ -132,6 +134,7 @@ class Rag:
         self._models: EmbeddedModels | None = None
         self._manifest: Manifest | None = None
         self._keyword: KeywordIndex | None = None
+        self._lock: IndexLock | None = None
 
     # -- components, built on first use ------------------------------------------------
     def _embedded_url(self) -> str:
@@ -190,6 +193,17 @@ class Rag:
             self._manifest = Manifest(manifest_path(s.index_dir, s.collection, s.chroma_url))
         return self._manifest
 
+    def _exclusive(self) -> contextlib.AbstractContextManager[None]:
+        """Held while this object changes the index: one writer per collection (``ingest.lock``)."""
+        if self._lock is None:
+            from ingest.lock import IndexLock
+            from ingest.manifest import manifest_path
+
+            s = self.settings
+            path = manifest_path(s.index_dir, s.collection, s.chroma_url).with_suffix(".lock")
+            self._lock = IndexLock(path, f"collection '{s.collection}' ({self.store.location})")
+        return self._lock.held()
+
     # -- the three jobs -------------------------------------------------------------------
     def ingest(
         self,
@@ -198,10 +212,11 @@ class Rag:
         selection: Selection | None = None,
     ) -> IngestReport:
         """Index files and folders; rerunning it only does what changed. See ``ingest.pipeline``."""
-        try:
-            return self._ingestor(progress, selection).ingest([Path(p) for p in paths])
-        finally:
-            self._written()
+        with self._exclusive():
+            try:
+                return self._ingestor(progress, selection).ingest([Path(p) for p in paths])
+            finally:
+                self._written()
 
     def _written(self) -> None:
         if self._keyword is not None:
@@ -231,9 +246,10 @@ class Rag:
         given = Path(os.path.abspath(Path(path).expanduser()))
         # Folders are recorded by their resolved path; one that is gone can only be matched as given.
         target = str(given.resolve() if given.exists() else given)
-        dropped = forget(self.manifest, self.store, target)
-        self.manifest.forget_root(target)
-        self._written()
+        with self._exclusive():
+            dropped = forget(self.manifest, self.store, target)
+            self.manifest.forget_root(target)
+            self._written()
         return dropped
 
     def reindex(self, progress: ProgressSink | Callable[[FileResult], None] | None = None) -> IngestReport:
@@ -245,19 +261,21 @@ class Rag:
         if not roots:
             raise InvalidRequestError("Nothing to re-index: no folder has been ingested into this collection yet.")
         present = [(p, sel) for p, sel in roots if Path(p).exists()]
-        self.store.drop()
-        self.manifest.clear(roots=True)
-        if not present:
-            raise InvalidRequestError("None of the ingested folders exists any more: " + ", ".join(p for p, _ in roots))
-        report: IngestReport | None = None
-        for path, sel in present:
-            part = self.ingest([path], progress, Selection(**sel))
-            if report is None:
-                report = part
-            else:
-                report.roots += part.roots
-                report.files += part.files
-                report.seconds += part.seconds
+        with self._exclusive():
+            self.store.drop()
+            self.manifest.clear(roots=True)
+            if not present:
+                missing = ", ".join(p for p, _ in roots)
+                raise InvalidRequestError("None of the ingested folders exists any more: " + missing)
+            report: IngestReport | None = None
+            for path, sel in present:
+                part = self.ingest([path], progress, Selection(**sel))
+                if report is None:
+                    report = part
+                else:
+                    report.roots += part.roots
+                    report.files += part.files
+                    report.seconds += part.seconds
         assert report is not None
         return report
 
@@ -425,9 +443,10 @@ class Rag:
         return list(self.manifest.iter_sources())
 
     def reset(self) -> None:
-        self.store.drop()
-        self.manifest.clear(roots=True)
-        self._written()
+        with self._exclusive():
+            self.store.drop()
+            self.manifest.clear(roots=True)
+            self._written()
 
     def _k(self, k: int | None) -> int:
         k = self.settings.top_k if k is None else k

@@ -75,6 +75,12 @@ class IndexMismatchError(IndexStateError):
     code = "index_mismatch"
 
 
+class IndexBusyError(IndexStateError):
+    """Another process is writing to the same collection."""
+
+    code = "index_busy"
+
+
 class StoreError(RagError):
     """The vector store (embedded Chroma or a Chroma server) failed."""
 

@@ -8,6 +8,7 @@ import io
 import json
 import os
 import shutil
+import subprocess
 import time
 import zlib
 from collections.abc import Iterator
@@ -20,8 +21,8 @@ from ingest.pdfworker import PdfWorker
 from ingest.progress import ConsoleProgress
 from ingest.report import FileResult
 from ingest.walker import Selection
-from rag import Rag, Settings
-from tests.conftest import DATA, ServerProcess, clean_env, run_cli, start_instant_embeddings
+from rag import IndexBusyError, Rag, Settings
+from tests.conftest import BIN, DATA, ServerProcess, clean_env, run_cli, start_instant_embeddings
 
 LONG = "\n\n".join(f"Paragraph {i}: the pump {i} moves {i * 7} litres of water per minute." for i in range(60))
 
@@ -221,6 +222,60 @@ def test_server_always_failing_aborts_cleanly_then_rerun_completes(tmp_path: Pat
     assert again.returncode == 0 and "0 failed" in again.stderr, again.stderr
     with Rag(settings_for(tmp_path, server)) as r:
         assert ingested(r) == stored(r) == {f"f{i}.md" for i in range(12)}
+
+
+def test_input_refused_by_the_server_fails_only_its_own_file(tmp_path: Path) -> None:
+    # All 13 one-chunk files travel in one request (batch 32); the server refuses it for one input.
+    srv = start_server(tmp_path, "--reject-containing", "POISON")
+    files = {f"f{i}.md": f"file {i} about pumps\n" for i in range(12)} | {"bad.md": "this file holds POISON\n"}
+    root = tree(tmp_path / "d", files)
+    try:
+        proc = run_cli("ingest", "--json", str(root), env=env_for(tmp_path, srv.url, RAG_MAX_RETRIES="0"))
+    finally:
+        srv.stop()
+    assert proc.returncode == 3, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["summary"]["added"] == 12 and out["summary"]["failed"] == 1, out["summary"]
+    failed = [f for f in out["files"] if f["status"] == "failed"]
+    assert [f["source"] for f in failed] == ["bad.md"]
+    assert "refused the request" in failed[0]["error"] and "POISON" in failed[0]["error"]
+    assert "failed    bad.md (embedding failed: " in proc.stderr and "Traceback" not in proc.stderr
+    with Rag(settings_for(tmp_path, srv)) as r:
+        assert ingested(r) == stored(r) == {f"f{i}.md" for i in range(12)}
+        assert [f["source"] for f in r.status()["failures"]] == ["bad.md"]
+
+
+def test_one_writer_per_index_and_a_killed_ingest_leaves_no_lock(tmp_path: Path, server: ServerProcess) -> None:
+    slow = start_server(tmp_path, "--delay-ms", "200")
+    root = tree(tmp_path / "d", {f"f{i}.md": f"file {i} about pumps\n" for i in range(60)})
+    env = env_for(tmp_path, slow.url, RAG_EMBED_BATCH_SIZE="1", RAG_EMBED_CONCURRENCY="1")
+    lock = tmp_path / "index" / "manifests" / "rag.lock"
+    first = subprocess.Popen([str(BIN / "rag"), "ingest", str(root)], env=env, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while not (lock.exists() and lock.read_text() == str(first.pid)):
+            assert time.monotonic() < deadline and first.poll() is None, "the first ingest never took the lock"
+            time.sleep(0.05)
+        for args in (("ingest", str(root)), ("forget", str(root / "f1.md")), ("reset", "--yes")):
+            busy = run_cli(*args, env=env)
+            assert busy.returncode == 1, busy.stderr
+            assert f"Another process (pid {first.pid}) is writing to collection 'rag'" in busy.stderr
+            assert "Traceback" not in busy.stderr
+        with Rag(settings_for(tmp_path, server)) as r, pytest.raises(IndexBusyError, match="--collection"):
+            r.ingest([root])
+        assert first.poll() is None, "the first ingest must still be running: the refusals prove nothing otherwise"
+    finally:
+        first.kill()  # SIGKILL: the kernel drops its flock with it
+        first.wait()
+        slow.stop()
+    again = run_cli("ingest", str(root), env=env_for(tmp_path, server.url))
+    assert again.returncode == 0, again.stderr
+    with Rag(settings_for(tmp_path, server)) as r:
+        assert ingested(r) == stored(r) == {f"f{i}.md" for i in range(60)}
+        r.forget(root / "f1.md")  # the lock is free after each call, and re-entrant inside reindex
+        assert ingested(r) == {f"f{i}.md" for i in range(60)} - {"f1.md"}
+        r.reindex()  # walks the folder again: f1.md is still on disk
+        assert ingested(r) == stored(r) == {f"f{i}.md" for i in range(60)}
 
 
 def one_page_pdf(path: Path, streams: list[bytes], flate: bool = False) -> Path:
