@@ -165,7 +165,9 @@ def ingest(
     Exit status: 0 every file ingested (skipped files: unsupported type, empty,
                    or a folder link walked once, are not failures),
                  3 some files failed (listed, and kept in `rag status`),
-                 1 the run could not proceed (nothing is lost: run it again).
+                 1 the run could not proceed: model server down, or another
+                   ingest/forget/reindex/reset is writing to this collection
+                   (nothing is lost: run it again).
     """
     from ingest.progress import ConsoleProgress
     from ingest.walker import Selection
