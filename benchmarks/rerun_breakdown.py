@@ -1,5 +1,5 @@
 """Where a small rerun's time goes: the capacity corpus (2,000 files) ingested once, then reruns with
-nothing changed and with 1% of the files rewritten, each timed by stage (store calls, writer,
+nothing changed and with 1% (``--fraction``) of the files rewritten, each timed by stage (store calls, writer,
 planning, the walk), side by side in one run.
 
     .venv/bin/python benchmarks/rerun_breakdown.py [--workdir DIR] [--rounds 2]
@@ -47,7 +47,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--workdir", type=Path, help="default: a temporary folder, removed at the end")
     ap.add_argument("--files", type=int, default=2000)
-    ap.add_argument("--rounds", type=int, default=2, help="pairs of (nothing changed, 1% changed) reruns")
+    ap.add_argument("--rounds", type=int, default=2, help="pairs of (nothing changed, some changed) reruns")
+    ap.add_argument("--fraction", type=float, default=0.01, help="of the files rewritten (default 0.01)")
     a = ap.parse_args()
 
     from corpus import generate, touch
@@ -82,7 +83,7 @@ def main() -> None:
                 t_first = time.perf_counter() - t
                 print(f"first run: {t_first:.1f} s, {first.chunks} chunks ({len(first.files)} files)")
                 for k in range(a.rounds):
-                    for frac in (0.0, 0.01):
+                    for frac in (0.0, a.fraction):
                         if frac:
                             touch(corpus, frac, seed=100 + k)
                         SPENT.clear()

@@ -26,13 +26,15 @@ except ImportError:  # not POSIX: no lock, as before
 
 
 class IndexLock:
-    """Re-entrant within one object (``rag reindex`` ingests under the lock it holds)."""
+    """Re-entrant for the thread that holds it (``rag reindex`` ingests under the lock it holds);
+    another thread, or another process, is refused while it is held."""
 
     def __init__(self, path: Path, what: str) -> None:
         self.path = path
         self.what = what  # named in the error: "collection 'rag' in /home/me/.local/share/rag"
         self._fd: int | None = None
         self._depth = 0
+        self._owner: int | None = None  # the thread holding it
         self._mutex = threading.Lock()
 
     @contextlib.contextmanager
@@ -47,14 +49,25 @@ class IndexLock:
         with self._mutex:
             if self._depth == 0:
                 self._fd = self._take()
+                self._owner = threading.get_ident()
+            elif self._owner != threading.get_ident():
+                raise self._busy("Another thread of this process")
             self._depth += 1
 
     def release(self) -> None:
         with self._mutex:
             self._depth -= 1
-            if self._depth == 0 and self._fd is not None:
-                os.close(self._fd)  # closing the descriptor drops the flock
-                self._fd = None
+            if self._depth == 0:
+                self._owner = None
+                if self._fd is not None:
+                    os.close(self._fd)  # closing the descriptor drops the flock
+                    self._fd = None
+
+    def _busy(self, who: str) -> IndexBusyError:
+        return IndexBusyError(
+            f"{who} is writing to {self.what}: an ingest, forget, reindex or reset is running. "
+            "Wait for it to finish, or use another --collection or --index-dir."
+        )
 
     def _take(self) -> int | None:
         if fcntl is None:
@@ -66,10 +79,7 @@ class IndexLock:
         except BlockingIOError:
             holder = os.read(fd, 64).decode("ascii", "replace").strip() or "?"
             os.close(fd)
-            raise IndexBusyError(
-                f"Another process (pid {holder}) is writing to {self.what}: an ingest, forget, reindex or "
-                "reset is running. Wait for it to finish, or use another --collection or --index-dir."
-            ) from None
+            raise self._busy(f"Another process (pid {holder})") from None
         except BaseException:
             os.close(fd)
             raise
