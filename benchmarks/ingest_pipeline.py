@@ -10,7 +10,8 @@ peer        LlamaIndex (own venv, --peer-python) on the same corpus and server: 
 memory      peak RSS of the pipeline at 1x and 4x corpus, fresh processes       target 4x <= 1.3 x 1x
 reruns      nothing changed: time vs first run (target <= 0.03); 1%, 5%, 10% of files changed: the
             cost beyond a nothing-changed rerun vs that share of the first run, and vs Chroma alone
-            making the same change to a copy of the index (slope: target <= 1.25, capacity's 0.80)
+            making the same change to a copy of the index; proportional: time linear in the files
+            changed (R^2 >= 0.95), its slope reported against both
 """
 
 from __future__ import annotations
