@@ -126,12 +126,12 @@ class Manifest:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._lock = threading.RLock()
-        self._readers = threading.local()
-        self._reader_dbs: list[sqlite3.Connection] = []
         self.db = self._connect()
         with self._lock, self.db:
             self.db.executescript(SCHEMA)
             keyword.install(self.db)
+        # Readers for the parse threads: a few connections shared by however many threads come and go.
+        self._readers = keyword.ConnectionPool(self._connect_reader, keyword.POOL_SIZE)
 
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
@@ -143,11 +143,15 @@ class Manifest:
         db.execute("PRAGMA recursive_triggers=ON")
         return db
 
+    def _connect_reader(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, check_same_thread=False, timeout=30)
+        db.row_factory = sqlite3.Row
+        db.execute("PRAGMA query_only=ON")
+        return db
+
     def close(self) -> None:
+        self._readers.close()
         with self._lock:
-            for db in self._reader_dbs:
-                db.close()
-            self._reader_dbs.clear()
             self.db.close()
 
     def _tx(self) -> Any:
@@ -264,19 +268,15 @@ class Manifest:
 
     def find_by_chunk_hash(self, hashes: Iterable[str]) -> dict[str, str]:
         """chunk hash -> the id of a committed chunk with that text. Called from the parse
-        threads, so it reads through a connection of its own (WAL: never blocked by the writer)."""
-        db = getattr(self._readers, "db", None)
-        if db is None:
-            db = self._readers.db = self._connect()
-            with self._lock:
-                self._reader_dbs.append(db)
+        threads, so it reads through a pooled connection of its own (WAL: never blocked by the writer)."""
         found: dict[str, str] = {}
         batch = list(dict.fromkeys(hashes))
-        for i in range(0, len(batch), 500):
-            part = batch[i : i + 500]
-            marks = ",".join("?" * len(part))
-            for r in db.execute(f"SELECT hash, id FROM chunks WHERE hash IN ({marks})", part):
-                found.setdefault(r["hash"], r["id"])
+        with self._readers.connection() as db:
+            for i in range(0, len(batch), 500):
+                part = batch[i : i + 500]
+                marks = ",".join("?" * len(part))
+                for r in db.execute(f"SELECT hash, id FROM chunks WHERE hash IN ({marks})", part):
+                    found.setdefault(r["hash"], r["id"])
         return found
 
     # -- the write protocol: pending, then commit ----------------------------------------------

@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 import sqlite3
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -74,6 +75,14 @@ def build(db: sqlite3.Connection) -> Built:
     return Built(gen, rowids, ids, paths, path_names, pages, vocab, indptr, docs, weights, df)
 
 
+def _build(open_db: Callable[[], sqlite3.Connection]) -> Built:
+    db = open_db()
+    try:
+        return build(db)
+    finally:
+        db.close()
+
+
 def score(built: Built, words: list[str], n: int, mask: np.ndarray | None) -> list[tuple[int, str, float]]:
     """The ``n`` best (rowid, chunk id, BM25) for any of ``words``, among docs where ``mask`` is true."""
     cols = [built.vocab[w] for w in dict.fromkeys(words) if w in built.vocab]
@@ -109,29 +118,25 @@ class MemoryBM25:
         with self._lock:
             self._built = None
 
-    def current(self, db: sqlite3.Connection, open_db: object = None, *, wait: bool = False) -> Built:
-        """The built index; rebuilt first if there is none (or ``wait``), in the background if it is stale."""
-        gen = int(db.execute("SELECT gen FROM kw_state").fetchone()[0])
+    def current(self, gen: int, open_db: Callable[[], sqlite3.Connection], *, wait: bool = False) -> Built:
+        """The built index, for ``gen`` (``kw_state.gen`` as the caller just read it): rebuilt first
+        if there is none (or ``wait``), in the background if it is stale. ``open_db`` opens the
+        connection a build reads through (closed after it): a caller holds none while it waits."""
         built = self._built
         if built is not None and built.gen == gen:
             return built
         if built is None or wait:
             with self._lock:
                 if self._built is None or self._built.gen != gen:
-                    self._built = build(db)
+                    self._built = _build(open_db)
                 return self._built
-        if callable(open_db) and (self._rebuilding is None or not self._rebuilding.is_alive()):
+        if self._rebuilding is None or not self._rebuilding.is_alive():
             self._rebuilding = threading.Thread(target=self._rebuild, args=(open_db,), daemon=True)
             self._rebuilding.start()
         return built
 
-    def _rebuild(self, open_db: object) -> None:
-        assert callable(open_db)
-        db = open_db()
-        try:
-            fresh = build(db)
-        finally:
-            db.close()
+    def _rebuild(self, open_db: Callable[[], sqlite3.Connection]) -> None:
+        fresh = _build(open_db)
         with self._lock:
             if self._built is None or fresh.gen > self._built.gen:
                 self._built = fresh

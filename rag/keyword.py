@@ -22,12 +22,13 @@ for an OR query over 50,000 chunks) unless ``memory=False``, which asks FTS5.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import re
 import sqlite3
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -197,34 +198,113 @@ class Scope:
     page_max: int | None = None
 
 
-class KeywordIndex:
-    """Reads the keyword tables of a manifest file; one connection per thread (WAL: never
-    blocked by an ingest writing the same file)."""
+# Connections a KeywordIndex keeps: its reads take a millisecond or less, so a few serve many threads.
+POOL_SIZE = 4
 
-    def __init__(self, path: Path, memory: bool = True) -> None:
+
+class ConnectionPool:
+    """At most ``size`` SQLite connections to one file, shared by any number of threads: a
+    caller checks one out (``with pool.connection() as db:``) and it goes back on exit, so
+    thread pools that retire and replace their threads (uvicorn's, anyio's) never leave
+    connections behind. A caller finding all ``size`` in use waits for one. Idle connections
+    stay open for the next caller. ``close`` closes the idle ones at once and those checked
+    out as they come back; the pool opens new ones if it is used again."""
+
+    def __init__(self, connect: Callable[[], sqlite3.Connection], size: int = 8) -> None:
+        self._connect = connect
+        self.size = size
+        self._idle: list[sqlite3.Connection] = []
+        self._out: set[sqlite3.Connection] = set()  # checked out
+        self._doomed: set[sqlite3.Connection] = set()  # checked out when ``close`` was called
+        self._open = 0  # idle, checked out or being opened
+        self._cond = threading.Condition()
+
+    @contextlib.contextmanager
+    def connection(self) -> Iterator[sqlite3.Connection]:
+        db = self._checkout()
+        try:
+            yield db
+        finally:
+            self._checkin(db)
+
+    @property
+    def opened(self) -> int:
+        """Connections open now, idle or checked out."""
+        return self._open
+
+    def _checkout(self) -> sqlite3.Connection:
+        with self._cond:
+            while not self._idle and self._open >= self.size:
+                self._cond.wait()
+            if self._idle:
+                db = self._idle.pop()
+                self._out.add(db)
+                return db
+            self._open += 1
+        try:
+            db = self._connect()
+        except BaseException:
+            with self._cond:
+                self._open -= 1
+                self._cond.notify()
+            raise
+        with self._cond:
+            self._out.add(db)
+        return db
+
+    def _checkin(self, db: sqlite3.Connection) -> None:
+        with self._cond:
+            self._out.discard(db)
+            doomed = db in self._doomed
+            if doomed:
+                self._doomed.discard(db)
+                self._open -= 1
+            else:
+                if db.in_transaction:  # a failed read left one open: not for the next caller
+                    db.rollback()
+                self._idle.append(db)
+            self._cond.notify()
+        if doomed:
+            db.close()
+
+    def close(self) -> None:
+        with self._cond:
+            idle, self._idle = self._idle, []
+            self._open -= len(idle)
+            self._doomed |= self._out
+            self._cond.notify_all()
+        for db in idle:
+            db.close()
+
+
+class KeywordIndex:
+    """Reads the keyword tables of a manifest file through a small pool of read-only
+    connections (WAL: never blocked by an ingest writing the same file)."""
+
+    def __init__(self, path: Path, memory: bool = True, connections: int = POOL_SIZE) -> None:
         self.path = path
         self._memory = MemoryBM25() if memory else None
-        self._local = threading.local()
-        self._all: list[sqlite3.Connection] = []
-        self._lock = threading.Lock()
+        self.pool = ConnectionPool(self._open, connections)
 
     def _open(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, check_same_thread=False, timeout=30)
         db.execute("PRAGMA query_only=ON")
         return db
 
-    def _db(self) -> sqlite3.Connection:
-        db: sqlite3.Connection | None = getattr(self._local, "db", None)
-        if db is None:
-            db = self._local.db = self._open()
-            with self._lock:
-                self._all.append(db)
-        return db
-
     def count(self) -> int:
         try:
-            return int(self._db().execute("SELECT COUNT(*) FROM kw_chunks").fetchone()[0])
+            with self.pool.connection() as db:
+                return int(db.execute("SELECT COUNT(*) FROM kw_chunks").fetchone()[0])
         except sqlite3.OperationalError:  # a manifest from before the keyword index: no table yet
+            return 0
+
+    def generation(self) -> int:
+        """A counter every committed change of the index bumps (``kw_state.gen``: a trigger on
+        every chunk written or deleted, by any process). Reading it costs a few microseconds."""
+        try:
+            with self.pool.connection() as db:
+                return _generation(db)
+        except sqlite3.OperationalError:  # a manifest from before the keyword index
             return 0
 
     def written(self) -> None:
@@ -240,21 +320,23 @@ class KeywordIndex:
         scope = scope or Scope()
         if not words or n <= 0 or (scope.paths is not None and not scope.paths):
             return []
-        db = self._db()
         try:
-            ranked = self._ranked(db, words, n, scope)
+            ranked = self._ranked(words, n, scope)
         except sqlite3.OperationalError as exc:
             if "no such table" in str(exc):
                 return []
             raise
         if not texts:
             return [Hit(id=cid, score=score, source="", page=None, text="") for _, cid, score in ranked]
-        rows = self._rows(db, "rowid", [r for r, _, _ in ranked])
+        with self.pool.connection() as db:
+            rows = self._rows(db, "rowid", [r for r, _, _ in ranked])
         return [replace(rows[rowid], score=score) for rowid, _, score in ranked if rowid in rows]
 
-    def _ranked(self, db: sqlite3.Connection, words: list[str], n: int, scope: Scope) -> list[tuple[int, str, float]]:
+    def _ranked(self, words: list[str], n: int, scope: Scope) -> list[tuple[int, str, float]]:
         if self._memory is not None:
-            built = self._memory.current(db, self._open)
+            with self.pool.connection() as db:
+                gen = _generation(db)
+            built = self._memory.current(gen, self._open)  # a build reads through a connection of its own
             return bm25.score(built, words, n, self._memory.mask(built, scope.paths, scope.page_min, scope.page_max))
         expr = match_expression(words)
         sql = "SELECT c.rowid, c.id, -bm25(kw) FROM kw JOIN kw_chunks c ON c.rowid = kw.rowid WHERE kw MATCH ?"
@@ -268,14 +350,16 @@ class KeywordIndex:
         if scope.page_max is not None:
             sql += " AND c.page <= ?"
             args.append(scope.page_max)
-        rows = db.execute(sql + " ORDER BY bm25(kw) LIMIT ?", [*args, n])
+        with self.pool.connection() as db:
+            rows = db.execute(sql + " ORDER BY bm25(kw) LIMIT ?", [*args, n]).fetchall()
         return [(int(r), str(cid), float(score)) for r, cid, score in rows]
 
     def fetch(self, ids: Sequence[str]) -> dict[str, Hit]:
         """Text, source, page and metadata of chunks by id (score 0): what a search result needs,
         without asking the vector store for documents (which costs more than the search)."""
         try:
-            return {h.id: h for h in self._rows(self._db(), "id", list(ids)).values()}
+            with self.pool.connection() as db:
+                return {h.id: h for h in self._rows(db, "id", list(ids)).values()}
         except sqlite3.OperationalError:
             return {}
 
@@ -292,16 +376,18 @@ class KeywordIndex:
 
     def ids(self) -> set[str]:
         try:
-            return {r[0] for r in self._db().execute("SELECT id FROM kw_chunks")}
+            with self.pool.connection() as db:
+                return {r[0] for r in db.execute("SELECT id FROM kw_chunks")}
         except sqlite3.OperationalError:
             return set()
 
     def close(self) -> None:
-        with self._lock:
-            for db in self._all:
-                db.close()
-            self._all.clear()
-        self._local = threading.local()
+        self.pool.close()
+
+
+def _generation(db: sqlite3.Connection) -> int:
+    row = db.execute("SELECT gen FROM kw_state").fetchone()
+    return int(row[0]) if row else 0
 
 
 def missing_rows(manifest_db: sqlite3.Connection) -> list[tuple[str, str]]:
