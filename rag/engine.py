@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -19,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rag.citations import MarkerFilter, attribute
-from rag.embedded import EmbeddedModels, EmbeddedServer
+from rag.embedded import EmbeddedEngines, EngineChat, EngineEmbedder
 from rag.errors import InvalidRequestError, RagError
 from rag.keyword import KeywordIndex, Scope
 from rag.models import ChatDelta, ChatModel, Embedder, OpenAIChat, OpenAIEmbedder, Usage, check_question
@@ -130,52 +131,56 @@ class Rag:
         self._embedder = embedder
         self._chat = chat
         self._store = store
-        self._embedded: EmbeddedServer | None = None
-        self._models: EmbeddedModels | None = None
+        self._engines: EmbeddedEngines | None = None
         self._manifest: Manifest | None = None
         self._keyword: KeywordIndex | None = None
+        self._keyword_lock = threading.Lock()
         self._lock: IndexLock | None = None
 
     # -- components, built on first use ------------------------------------------------
-    def _embedded_url(self) -> str:
-        if self._embedded is None:
-            self._models = EmbeddedModels(n_ctx=self.settings.embedded_ctx, threads=self.settings.embedded_threads)
-            self._embedded = EmbeddedServer(self._models)
-        return self._embedded.base_url
+    @property
+    def engines(self) -> EmbeddedEngines:
+        """The embedded default's model servers (child processes, started on first use)."""
+        if self._engines is None:
+            self._engines = EmbeddedEngines(self.settings)
+        return self._engines
 
     @property
     def embedder(self) -> Embedder:
         if self._embedder is None:
             s = self.settings
-            url = s.embed_base_url or s.base_url or self._embedded_url()
-            self._embedder = OpenAIEmbedder(
-                url,
-                s.embed_model_name,
-                api_key=s.embed_api_key or s.api_key,
-                batch_size=s.embed_batch_size,
-                timeout=s.request_timeout,
-                max_retries=s.max_retries,
-            )
+            client: dict[str, Any] = {"timeout": s.request_timeout, "max_retries": s.max_retries}
+            url = s.embed_base_url or s.base_url
+            if url is None:
+                self._embedder = EngineEmbedder(
+                    self.engines.embeddings, s.embed_model_name, batch_size=s.embed_batch_size, **client
+                )
+            else:
+                key = s.embed_api_key or s.api_key
+                self._embedder = OpenAIEmbedder(
+                    url, s.embed_model_name, api_key=key, batch_size=s.embed_batch_size, **client
+                )
         return self._embedder
 
     @property
     def backend_url(self) -> str:
-        """The OpenAI-compatible base URL answering chat (the embedded server if none is configured)."""
-        return self.settings.base_url or self._embedded_url()
+        """The OpenAI-compatible base URL answering chat (the embedded engine if none is configured)."""
+        return self.settings.base_url or self.engines.chat.url()
 
     @property
     def embed_backend_url(self) -> str:
         s = self.settings
-        return s.embed_base_url or s.base_url or self._embedded_url()
+        return s.embed_base_url or s.base_url or self.engines.embeddings.url()
 
     @property
     def chat(self) -> ChatModel:
         if self._chat is None:
             s = self.settings
-            url = s.base_url or self._embedded_url()
-            self._chat = OpenAIChat(
-                url, s.chat_model_name, api_key=s.api_key, timeout=s.request_timeout, max_retries=s.max_retries
-            )
+            client: dict[str, Any] = {"timeout": s.request_timeout, "max_retries": s.max_retries}
+            if s.base_url is None:
+                self._chat = EngineChat(self.engines.chat, s.chat_model_name, **client)
+            else:
+                self._chat = OpenAIChat(s.base_url, s.chat_model_name, api_key=s.api_key, **client)
         return self._chat
 
     @property
@@ -284,13 +289,24 @@ class Rag:
         """The BM25 index. Its rows are committed with the manifest's; an index built before
         the keyword index existed is filled in from the vector store on first use."""
         if self._keyword is None:
-            missing = self.manifest.keyword_missing()
-            for i in range(0, len(missing), 1000):
-                part = dict(missing[i : i + 1000])
-                found = self.store.get_chunks(list(part))
-                self.manifest.add_keyword([(part[c.id], c) for c in found])
-            self._keyword = KeywordIndex(self.manifest.path, self.settings.keyword_memory)
+            # A server's first requests arrive together: build one index, not one per thread.
+            with self._keyword_lock:
+                if self._keyword is None:
+                    missing = self.manifest.keyword_missing()
+                    for i in range(0, len(missing), 1000):
+                        part = dict(missing[i : i + 1000])
+                        found = self.store.get_chunks(list(part))
+                        self.manifest.add_keyword([(part[c.id], c) for c in found])
+                    self._keyword = KeywordIndex(self.manifest.path, self.settings.keyword_memory)
         return self._keyword
+
+    def _refresh(self) -> None:
+        """Before every search: if any process (a CLI ingest, forget, reset) committed a change
+        to this collection since this process loaded its vectors, reopen the embedded store,
+        whose client would otherwise keep answering from the vectors it loaded. The check
+        reads one counter (the keyword index's generation, bumped by every committed write);
+        a reopen waits for no query, and one still running finishes on the old client."""
+        self.store.refresh(lambda: self.keyword.generation())
 
     def search(
         self,
@@ -316,6 +332,7 @@ class Rag:
         s = self.settings
         how = check_mode(mode or s.search_mode)
         filters = filters or Filters()
+        self._refresh()
         info = self.store.info()
         if info is None:
             raise self.store.empty_error()
@@ -337,11 +354,26 @@ class Rag:
         if how != "dense":
             scope = Scope(paths, filters.page_min, filters.page_max)
             keyword = self.keyword.search(query, depth, scope, texts=how == "keyword")
-        hits = dense if how == "dense" else keyword if how == "keyword" else fuse(dense, keyword, k, fusion)
-        hits = hits[:k]
+        if how == "hybrid":
+            ranked = fuse(dense, keyword, len(dense) + len(keyword), fusion)
+        else:
+            ranked = dense if how == "dense" else keyword
         if min_score is not None:
-            hits = [h for h in hits if h.score >= min_score]
-        return self._complete(hits)
+            ranked = [h for h in ranked if h.score >= min_score]
+        return self._best(ranked, k)
+
+    def _best(self, ranked: list[Hit], k: int) -> list[Hit]:
+        """The first ``k`` of ``ranked`` still in the index, completed. A hit can be gone since
+        its list was made (after another process's forget, the keyword side answers from its
+        previous build while it rebuilds): the next one takes its place, so it does not leave
+        the answer short, or empty."""
+        out: list[Hit] = []
+        done = 0
+        while len(out) < k and done < len(ranked):
+            part = ranked[done : done + k - len(out)]
+            done += len(part)
+            out += self._complete(part)
+        return out
 
     def _complete(self, hits: list[Hit]) -> list[Hit]:
         """Fill in text and metadata of dense hits: from the keyword index's copy, or from the
@@ -461,9 +493,9 @@ class Rag:
         if self._manifest is not None:
             self._manifest.close()
             self._manifest = None
-        if self._embedded is not None:
-            self._embedded.stop()
-            self._embedded = None
+        if self._engines is not None:
+            self._engines.close()
+            self._engines = None
 
     def __enter__(self) -> Rag:
         return self

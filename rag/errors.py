@@ -60,6 +60,14 @@ class ModelTimeoutError(ModelServerError):
     status = 504
 
 
+class EngineError(ModelServerError):
+    """An embedded model engine (a child process of ours) is missing, failed to start, or died
+    and could not be restarted."""
+
+    code = "engine_unavailable"
+    status = 503
+
+
 class IndexStateError(RagError):
     """Base for problems with the index itself."""
 

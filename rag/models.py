@@ -11,6 +11,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import httpx
 import openai
 
 from rag.errors import (
@@ -243,7 +244,7 @@ class OpenAIChat:
                             yield ChatDelta(text=text)
         except openai.APITimeoutError as exc:
             raise translate_error(exc, what="chat", base_url=self.base_url, model=self.model) from exc
-        except (openai.APIConnectionError, OSError, ValueError) as exc:
+        except (openai.APIConnectionError, httpx.HTTPError, OSError, ValueError) as exc:
             # The SDK reports a connection dropped mid-stream as a connection error;
             # the server was reachable, so "cannot reach" would be the wrong advice.
             raise ModelServerError(

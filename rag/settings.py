@@ -61,7 +61,21 @@ class Settings(BaseSettings):
 
     # -- ingest -------------------------------------------------------------
     parse_workers: int = Field(2, ge=1, le=64, description="Files read and chunked in parallel.")
-    pdf_timeout: float = Field(60.0, gt=0, description="Seconds one PDF may take to parse before it is failed.")
+    # PDF time limits stop a stuck parser, not a long file: the parser reports each page it finishes.
+    pdf_timeout: float = Field(
+        60.0,
+        gt=0,
+        description="Stall limit: a PDF is failed when its parser finishes no page (opening the file counts as one) "
+        "for this many seconds. Pages take milliseconds, seconds on a busy machine; a page that takes a "
+        "minute is one the parser is stuck on. Also the base of the whole-file cap below.",
+    )
+    pdf_seconds_per_page: float = Field(
+        5.0,
+        gt=0,
+        description="Whole-file cap: a PDF is failed after pdf_timeout + this many seconds per page in all "
+        "(60 s + 5 s x 300 pages = 26 min), for a file slow on every page without stalling. A page takes "
+        "2-100 ms to parse, ~10x that for the low-priority parser on a busy machine: 5 s leaves a wide margin.",
+    )
     pdf_memory_mb: int = Field(1024, ge=128, description="Memory limit of the PDF parser process.")
     max_file_mb: float = Field(20.0, gt=0, description="Larger non-PDF files are reported and skipped.")
     write_batch: int = Field(1000, ge=1, description="Chunks per Chroma write (capped at Chroma's maximum).")
@@ -93,8 +107,17 @@ class Settings(BaseSettings):
     seed: int | None = Field(0, description="Sampling seed; answers repeat by default.")
 
     # -- embedded default ---------------------------------------------------
-    embedded_ctx: int = Field(4096, description="Context window of the embedded chat model.")
-    embedded_threads: int | None = Field(None, description="CPU threads for the embedded models (default: all).")
+    embedded_ctx: int = Field(4096, ge=512, le=8192, description="Context of each answer of the embedded chat model.")
+    embedded_parallel: int | None = Field(
+        None,
+        ge=1,
+        le=64,
+        description="Answers the embedded chat engine generates at once (llama.cpp slots, continuous batching); "
+        "each slot holds embedded_ctx tokens of context (~80 MB per slot at 4096, and start-up time). "
+        "Default: 8 under `rag serve`, 1 for one-question commands and the library.",
+    )
+    embedded_threads: int | None = Field(None, description="CPU threads for each embedded engine (default: all).")
+    embedded_start_timeout: float = Field(120.0, gt=0, description="Seconds an embedded engine may take to start.")
 
     # -- HTTP service -------------------------------------------------------
     host: str = "127.0.0.1"
