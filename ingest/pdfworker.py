@@ -1,6 +1,15 @@
-"""PDFs are parsed in a separate process with a time and memory limit, so one
+"""PDFs are parsed in a separate process with time and memory limits, so one
 pathological file (a decompression bomb, a parser loop) fails alone instead of
 hanging or exhausting the whole run.
+
+The time limits stop a file that is stuck, not one that is long: the worker
+reports each page it finishes, and a file is stopped when no page finishes
+within ``RAG_PDF_TIMEOUT`` seconds (the stall limit; opening the file counts as
+a step too), or when the whole file takes longer than ``RAG_PDF_TIMEOUT +
+pages * RAG_PDF_SECONDS_PER_PAGE`` (a cap that grows with the page count, for a
+file that is slow on every page without ever stalling). A 300-page manual on a
+busy machine takes minutes and passes; a page the parser loops on is stopped
+after the stall limit, however many pages came before it.
 
 The worker is a fresh interpreter (``python -c``: safe beside the run's threads,
 and unlike multiprocessing's ``spawn`` it does not re-import the caller's main
@@ -17,10 +26,12 @@ import os
 import subprocess
 import sys
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ingest.loaders import Heading, LoadError, Unit, load_pdf
+from ingest.loaders import Heading, LoadError, Unit
 
 
 def main() -> None:
@@ -57,7 +68,7 @@ def _serve(
         except EOFError:
             return
         try:
-            units = load_pdf(Path(path))
+            units = load_pdf_reporting(Path(path), out.send)
             reply: tuple[str, Any] = (
                 "ok",
                 [(u.text, u.page, [(h.offset, h.level, h.title) for h in u.headings]) for u in units],
@@ -76,14 +87,46 @@ def _serve(
             out.send(("error", f"needs more than the {memory_mb} MB parser limit (RAG_PDF_MEMORY_MB)"))
 
 
+def load_pdf_reporting(path: Path, report: Callable[[tuple[str, int]], None]) -> list[Unit]:
+    """``ingest.loaders.load_pdf`` (same result, same errors), reporting ``("pages", n)`` once the
+    file is open and ``("page", i)`` after each page, so the parent can tell slow from stuck."""
+    from pypdf import PdfReader
+    from pypdf.errors import LimitReachedError, PdfReadError
+
+    try:
+        reader = PdfReader(str(path))
+        if reader.is_encrypted:
+            raise LoadError("encrypted PDF (remove the password to index it)")
+        report(("pages", len(reader.pages)))
+        units = []
+        for number, page in enumerate(reader.pages, start=1):
+            text = (page.extract_text() or "").replace("\r\n", "\n")
+            units.append(Unit(text, page=number))
+            report(("page", number))
+    except LoadError:
+        raise
+    except LimitReachedError as exc:
+        raise LoadError(f"PDF content too large to decompress safely (possible decompression bomb): {exc}") from exc
+    except (PdfReadError, ValueError, KeyError, TypeError, OSError) as exc:
+        raise LoadError(f"unreadable PDF: {exc}") from exc
+    if not any(u.text.strip() for u in units):
+        raise LoadError("PDF has no text layer (scanned images need OCR first)")
+    return units
+
+
 WORKER_MAIN = "from ingest.pdfworker import main; main()"
 
 
 class PdfWorker:
-    """One parser process, used by one thread at a time."""
+    """One parser process, used by one thread at a time.
 
-    def __init__(self, timeout: float, memory_mb: int, nice: int = 0) -> None:
+    ``timeout`` is the stall limit (RAG_PDF_TIMEOUT): the longest the parser may go without
+    finishing a page. A file may take ``timeout + pages * seconds_per_page`` in all
+    (RAG_PDF_SECONDS_PER_PAGE)."""
+
+    def __init__(self, timeout: float, memory_mb: int, nice: int = 0, seconds_per_page: float = 5.0) -> None:
         self.timeout = timeout
+        self.seconds_per_page = seconds_per_page
         self.memory_mb = memory_mb
         self.nice = nice
         self._proc: subprocess.Popen[bytes] | None = None
@@ -128,14 +171,7 @@ class PdfWorker:
             send, recv = self._start()
             try:
                 send.send(str(path))
-                answered = recv.poll(self.timeout)
-            except (EOFError, OSError):
-                answered = True  # it died: recv() below says so
-            if not answered:
-                self._kill()
-                raise LoadError(f"parsing took longer than {self.timeout:g}s (RAG_PDF_TIMEOUT); the parser was stopped")
-            try:
-                status, payload = recv.recv()
+                status, payload = self._await(recv)
             except (EOFError, OSError):
                 code = self._proc.wait(5) if self._proc is not None else None
                 self._kill()
@@ -143,6 +179,44 @@ class PdfWorker:
         if status != "ok":
             raise LoadError(payload)
         return [Unit(text, page=page, headings=[Heading(*h) for h in heads]) for text, page, heads in payload]
+
+    def _await(self, recv: multiprocessing.connection.Connection) -> tuple[str, Any]:
+        """The worker's answer, reading its progress reports meanwhile; stops it (LoadError) at a limit.
+        EOFError/OSError: it died."""
+        started = last = time.monotonic()
+        pages: int | None = None  # known once the file is open
+        done = 0
+        while True:
+            now = time.monotonic()
+            stall_left = self.timeout - (now - last)
+            cap = self.timeout + (pages or 0) * self.seconds_per_page
+            cap_left = cap - (now - started) if pages is not None else stall_left
+            if min(stall_left, cap_left) <= 0 or not recv.poll(min(stall_left, cap_left)):
+                if time.monotonic() - last >= self.timeout:
+                    self._kill()
+                    if pages is None:
+                        where = "opening the file"
+                    else:
+                        where = f"page {done + 1} of {pages}" if done < pages else "after the last page"
+                    raise LoadError(
+                        f"no progress for {self.timeout:g}s, stuck on {where} (RAG_PDF_TIMEOUT, the limit "
+                        "per page); the parser was stopped"
+                    )
+                if pages is not None and time.monotonic() - started >= cap:
+                    self._kill()
+                    raise LoadError(
+                        f"parsing took longer than {cap:g}s, the limit for {pages} pages (RAG_PDF_TIMEOUT "
+                        f"{self.timeout:g}s + {self.seconds_per_page:g}s per page, RAG_PDF_SECONDS_PER_PAGE); "
+                        f"the parser was stopped at page {min(done + 1, pages)}"
+                    )
+                continue  # poll() woke early: recompute
+            kind, value = recv.recv()
+            if kind == "pages":
+                pages, last = value, time.monotonic()
+            elif kind == "page":
+                done, last = value, time.monotonic()
+            else:
+                return kind, value
 
     def _kill(self) -> None:
         for conn in (self._send, self._recv):

@@ -387,7 +387,10 @@ class Ingestor:
     def _pdf_worker(self) -> PdfWorker:
         worker: PdfWorker | None = getattr(self._local, "pdf", None)
         if worker is None:
-            worker = PdfWorker(self.settings.pdf_timeout, self.settings.pdf_memory_mb, nice=BACKGROUND_NICE)
+            s = self.settings
+            worker = PdfWorker(
+                s.pdf_timeout, s.pdf_memory_mb, nice=BACKGROUND_NICE, seconds_per_page=s.pdf_seconds_per_page
+            )
             self._local.pdf = worker
             with self._workers_lock:
                 self._workers.append(worker)

@@ -65,16 +65,16 @@ class Settings(BaseSettings):
     pdf_timeout: float = Field(
         60.0,
         gt=0,
-        description="Stall limit: a PDF is failed when its parser finishes no page (opening the file counts as one) "
-        "for this many seconds. Pages take milliseconds, seconds on a busy machine; a page that takes a "
-        "minute is one the parser is stuck on. Also the base of the whole-file cap below.",
+        description="Stall limit: a PDF is failed when its parser finishes no page for this many seconds "
+        "(opening the file counts as a page). Pages take milliseconds, up to ~1 s when a busy machine starves "
+        "the low-priority parser (measured); a minute means it is stuck. Also the base of the whole-file cap.",
     )
     pdf_seconds_per_page: float = Field(
         5.0,
         gt=0,
-        description="Whole-file cap: a PDF is failed after pdf_timeout + this many seconds per page in all "
-        "(60 s + 5 s x 300 pages = 26 min), for a file slow on every page without stalling. A page takes "
-        "2-100 ms to parse, ~10x that for the low-priority parser on a busy machine: 5 s leaves a wide margin.",
+        description="Whole-file cap: a PDF is failed when it takes longer than pdf_timeout + this many seconds "
+        "per page in all (60 s + 5 s x 300 pages = 26 min), for a file slow on every page that never stalls. "
+        "Pages take 2-100 ms, up to ~1 s on a busy machine: 5 s per page leaves a wide margin.",
     )
     pdf_memory_mb: int = Field(1024, ge=128, description="Memory limit of the PDF parser process.")
     max_file_mb: float = Field(20.0, gt=0, description="Larger non-PDF files are reported and skipped.")

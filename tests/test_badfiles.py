@@ -16,6 +16,7 @@ import subprocess
 import sys
 import sysconfig
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -129,8 +130,7 @@ def instant(tmp_path: Path, server: ServerProcess) -> Settings:
 
 
 def documents(r: Rag, source: str) -> list[str]:
-    got = r.store._get().get(where={"source": source}, include=["documents"])
-    return list(got["documents"] or [])
+    return [c.text for c in r.store.get_chunks(list(r.store.get_metadata({"source": source})))]
 
 
 def test_help_documents_the_exit_status() -> None:
@@ -170,12 +170,15 @@ def test_file_deleted_while_the_run_is_in_progress(tmp_path: Path, server: Serve
     victim = folder / "zz-last.md"
     victim.write_text("# Doomed\n\nThis file disappears mid-run.\n")
     seen: list[str] = []
+    deleted = threading.Lock()  # held for good by the one call that deletes the victim
     with Rag(instant(tmp_path, server)) as r:
         ingestor = r._ingestor()
 
         def before_read(cand: object) -> None:
+            # Called by both parse threads at once: only the first call deletes. (exists() then
+            # unlink() raced: both saw the file, the second unlink raised FileNotFoundError.)
             seen.append(cand.source)  # type: ignore[attr-defined]
-            if victim.exists():
+            if deleted.acquire(blocking=False):
                 victim.unlink()
 
         ingestor.before_read = before_read

@@ -23,6 +23,7 @@ from ingest.report import FileResult
 from ingest.walker import Selection
 from rag import IndexBusyError, Rag, Settings
 from tests.conftest import BIN, DATA, ServerProcess, clean_env, run_cli, start_instant_embeddings
+from tests.pdfs import hand_pdf, slow_stream
 
 LONG = "\n\n".join(f"Paragraph {i}: the pump {i} moves {i * 7} litres of water per minute." for i in range(60))
 
@@ -126,7 +127,7 @@ def test_reruns_unchanged_touched_edited_renamed_deleted(tmp_path: Path, server:
         assert moved.status == "added" and moved.embedded == 0 and moved.reused == moved.chunks > 1
         assert report["move.md"].status == "removed" and report["gone.md"].status == "removed"
         assert stored(r) == ingested(r) == {"long.md", "moved.md"}
-        text = r.store._get().get(where={"source": "moved.md"}, include=["documents"])["documents"][0]
+        text = r.store.get_chunks(list(r.store.get_metadata({"source": "moved.md"})))[0].text
         assert r.search(text, k=1)[0].source == "moved.md"
 
 
@@ -246,29 +247,37 @@ def test_input_refused_by_the_server_fails_only_its_own_file(tmp_path: Path) -> 
 
 
 def test_one_writer_per_index_and_a_killed_ingest_leaves_no_lock(tmp_path: Path, server: ServerProcess) -> None:
-    slow = start_server(tmp_path, "--delay-ms", "200")
+    # The first ingest holds the lock for as long as the test wants, however loaded the machine: its
+    # embeddings server takes an hour to answer and the client waits that long, so it cannot finish
+    # until the test kills it. (A merely slow server let it finish before the third refusal once.)
+    stuck = start_server(tmp_path, "--delay-ms", "3600000")
     root = tree(tmp_path / "d", {f"f{i}.md": f"file {i} about pumps\n" for i in range(60)})
-    env = env_for(tmp_path, slow.url, RAG_EMBED_BATCH_SIZE="1", RAG_EMBED_CONCURRENCY="1")
+    hold_env = env_for(tmp_path, stuck.url, RAG_REQUEST_TIMEOUT="3600", RAG_MAX_RETRIES="0")
+    env = env_for(tmp_path, server.url)  # the contenders: same index, a server that answers
     lock = tmp_path / "index" / "manifests" / "rag.lock"
-    first = subprocess.Popen([str(BIN / "rag"), "ingest", str(root)], env=env, stderr=subprocess.DEVNULL)
+    first = subprocess.Popen([str(BIN / "rag"), "ingest", str(root)], env=hold_env, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 60
         while not (lock.exists() and lock.read_text() == str(first.pid)):
             assert time.monotonic() < deadline and first.poll() is None, "the first ingest never took the lock"
             time.sleep(0.05)
         for args in (("ingest", str(root)), ("forget", str(root / "f1.md")), ("reset", "--yes")):
+            t = time.monotonic()
             busy = run_cli(*args, env=env)
             assert busy.returncode == 1, busy.stderr
             assert f"Another process (pid {first.pid}) is writing to collection 'rag'" in busy.stderr
             assert "Traceback" not in busy.stderr
+            assert time.monotonic() - t < 30, "refused at once, not after waiting for the lock"
         with Rag(settings_for(tmp_path, server)) as r, pytest.raises(IndexBusyError, match="--collection"):
             r.ingest([root])
         assert first.poll() is None, "the first ingest must still be running: the refusals prove nothing otherwise"
     finally:
         first.kill()  # SIGKILL: the kernel drops its flock with it
         first.wait()
-        slow.stop()
-    again = run_cli("ingest", str(root), env=env_for(tmp_path, server.url))
+        stuck.stop()
+    assert first.returncode == -9
+    assert lock.read_text() == str(first.pid)  # the file stays, naming a dead process: the flock is the lock
+    again = run_cli("ingest", str(root), env=env)
     assert again.returncode == 0, again.stderr
     with Rag(settings_for(tmp_path, server)) as r:
         assert ingested(r) == stored(r) == {f"f{i}.md" for i in range(60)}
@@ -280,34 +289,16 @@ def test_one_writer_per_index_and_a_killed_ingest_leaves_no_lock(tmp_path: Path,
 
 def one_page_pdf(path: Path, streams: list[bytes], flate: bool = False) -> Path:
     """A one-page PDF whose /Contents are ``streams``, written by hand with a correct xref."""
-    first = 5
-    refs = " ".join(f"{first + i} 0 R" for i in range(len(streams))).encode()
-    objs = [
-        b"<< /Type /Catalog /Pages 2 0 R >>",
-        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
-        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 4 0 R >> >> "
-        b"/Contents [" + refs + b"] >>",
-        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
-    ]
-    filt = b" /Filter /FlateDecode" if flate else b""
-    objs += [b"<< /Length %d%s >>\nstream\n%s\nendstream" % (len(s), filt, s) for s in streams]
-    out, offsets = bytearray(b"%PDF-1.4\n"), []
-    for i, body in enumerate(objs, start=1):
-        offsets.append(len(out))
-        out += b"%d 0 obj\n%s\nendobj\n" % (i, body)
-    xref = len(out)
-    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objs) + 1) + b"".join(b"%010d 00000 n \n" % o for o in offsets)
-    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objs) + 1, xref)
-    path.write_bytes(bytes(out))
-    return path
+    return hand_pdf(path, [streams], flate=flate)
 
 
 def test_pdf_worker_time_limit_fails_one_file_only(tmp_path: Path) -> None:
-    # ~60k text operators take pypdf well over a second here (200k: ~5.6 s measured).
-    slow = one_page_pdf(tmp_path / "slow.pdf", [b"BT /F1 12 Tf " + b"1 0 Td (x) Tj " * 60_000 + b"ET"])
+    # ~60k text operators take pypdf well over a second here (200k: ~5 s measured): one page that
+    # outlasts the stall limit (more in tests/test_pdf_limits.py).
+    slow = one_page_pdf(tmp_path / "slow.pdf", [slow_stream(60_000)])
     worker = PdfWorker(timeout=0.5, memory_mb=1024)
     try:
-        with pytest.raises(LoadError, match="RAG_PDF_TIMEOUT"):
+        with pytest.raises(LoadError, match=r"no progress for 0.5s, stuck on page 1 of 1 \(RAG_PDF_TIMEOUT"):
             worker.load(slow)
         assert len(worker.load(DATA / "x200-user-guide.pdf")) == 4  # a new parser took over
     finally:
@@ -342,8 +333,11 @@ def test_pdf_worker_that_cannot_start_is_a_load_error() -> None:
 def test_slow_pdf_fails_alone_in_a_run(tmp_path: Path, server: ServerProcess) -> None:
     root = tree(tmp_path / "d", {"a.md": "alpha\n"})
     shutil.copy(DATA / "x200-user-guide.pdf", root / "guide.pdf")
-    one_page_pdf(root / "0-slow.pdf", [b"BT /F1 12 Tf " + b"1 0 Td (x) Tj " * 60_000 + b"ET"])
-    with Rag(settings_for(tmp_path, server, pdf_timeout=0.5, parse_workers=1)) as r:
+    # ~5 s of parsing on one page; the guide's pages take milliseconds (up to ~1 s on a very busy
+    # machine: the parser runs niced).
+    one_page_pdf(root / "0-slow.pdf", [slow_stream(200_000)])
+    with Rag(settings_for(tmp_path, server, pdf_timeout=2, parse_workers=1)) as r:
         by = {f.source: f for f in r.ingest([root]).files}
-    assert by["0-slow.pdf"].status == "failed" and "RAG_PDF_TIMEOUT" in (by["0-slow.pdf"].error or "")
+    assert by["0-slow.pdf"].status == "failed" and "(RAG_PDF_TIMEOUT" in (by["0-slow.pdf"].error or "")
+    assert "stuck on page 1 of 1" in (by["0-slow.pdf"].error or "")
     assert by["guide.pdf"].status == by["a.md"].status == "added"  # parsed after the stopped one
