@@ -7,8 +7,8 @@ For each engine, a real ``rag serve`` on the embedded default with data/ ingeste
 * ``new``: this tree: llama.cpp's server from the xllamacpp wheel, ``RAG_EMBEDDED_PARALLEL`` slots.
 
 Then 1, 4 and 8 ``POST /query`` streams at once, every level ``--rounds`` times, the engines taking
-turns so machine noise hits both alike. No question is asked twice of one engine (a repeated prompt
-would come from llama.cpp's prompt cache). Reported per engine and level:
+turns so machine noise hits both alike. No question is asked twice of one engine (the new engine's
+prompt cache is off by default, but a client may turn it on). Reported per engine and level:
 
 * time to first token (request sent to the first ``token`` event), p50 and p95;
 * tokens/s per stream: the stream's completion tokens over its time from first token to ``done``;
@@ -144,10 +144,17 @@ def main() -> None:
         for name, tree in trees.items():
             assert tree is not None
             env = env_for(tree, RAG_INDEX_DIR=str(work / f"index-{name}"))
-            subprocess.run([*rag_command(tree), "ingest", str(REPO / "data")], env=env, check=True, capture_output=True)
+            # cwd: child processes (the PDF parser) import the package from the current directory first.
+            ingest = [*rag_command(tree), "ingest", str(REPO / "data")]
+            subprocess.run(ingest, env=env, check=True, capture_output=True, cwd=tree)
             port = free_port()
             servers[name] = ServerProcess(
-                [*rag_command(tree), "serve", "--port", str(port)], port, "/health", env=env, log=work / f"{name}.log"
+                [*rag_command(tree), "serve", "--port", str(port)],
+                port,
+                "/health",
+                env=env,
+                log=work / f"{name}.log",
+                cwd=tree,
             )
             one(servers[name].url, "Warm-up: what is this about?", [])  # loads the models
         pool = {name: iter(questions()) for name in servers}

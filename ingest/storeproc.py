@@ -7,8 +7,8 @@ chunking and embedding all stopped while Chroma wrote, so the pipeline's time wa
 
 The embedded Chroma is meant for one process at a time, and a process keeps the HNSW index it has
 loaded. So while the writer runs, every store call of the ingest goes through it, and afterwards
-the caller's own client is reopened (``ChromaStore.reopen``). Another ``Rag`` on the same index in
-the same process keeps its old view until it is reopened too.
+the caller's own client is reopened (``ChromaStore.reopen``), which moves every store of this
+process on the same index path to the new client.
 
 The child dies with its parent (Linux: ``PR_SET_PDEATHSIG``), so a killed ingest leaves no writer
 behind to race the next run's recovery. Elsewhere it exits at its next request, on EOF.

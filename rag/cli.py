@@ -7,16 +7,17 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from pydantic import ValidationError
 
-from rag.engine import Rag
 from rag.errors import RagError
-from rag.prompt import label
 from rag.retrieval import MODES, Filters, parse_pages
 from rag.settings import Settings
+
+if TYPE_CHECKING:  # the engine pulls in the model clients and Chroma: imported when a command runs
+    from rag.engine import Rag
 
 EXIT_OK, EXIT_ERROR, EXIT_SOME_FAILED = 0, 1, 3
 # Parallel answers of the embedded chat engine under `rag serve` (RAG_EMBEDDED_PARALLEL overrides).
@@ -93,6 +94,8 @@ def retrieval_options(f: Any) -> Any:
 
 
 def _rag(ctx: click.Context) -> Rag:
+    from rag.engine import Rag
+
     obj = ctx.ensure_object(dict)
     if "rag" not in obj:
         obj["rag"] = Rag(Settings(**obj["overrides"]))
@@ -160,7 +163,8 @@ def ingest(
     \b
     Globs match paths relative to the folder:  --include '*.md' --exclude 'drafts/'
     Tuning (environment): RAG_EMBED_BATCH_SIZE (32), RAG_EMBED_CONCURRENCY (2),
-    RAG_PARSE_WORKERS (2), RAG_PDF_TIMEOUT (60 s), RAG_PDF_MEMORY_MB (1024),
+    RAG_PARSE_WORKERS (2), RAG_PDF_TIMEOUT (60 s without a page parsed),
+    RAG_PDF_SECONDS_PER_PAGE (5 s, whole-file cap), RAG_PDF_MEMORY_MB (1024),
     RAG_MAX_FILE_MB (20, non-PDF files), RAG_CHUNK_TOKENS (128), RAG_CHUNK_OVERLAP (16),
     RAG_EMBED_MAX_TOKENS (512: your embedding model's input limit; chunks stay below it).
 
@@ -283,14 +287,14 @@ def ask(ctx: click.Context, question: str, k: int | None, search: dict[str, Any]
     else:
         click.secho("No source was cited. Retrieved:", bold=True)
         for i, h in enumerate(answer.sources, start=1):
-            click.echo(f"  [{i}] {label(h)}  (score {h.score:.2f})")
+            click.echo(f"  [{i}] {label_of(h.to_dict())}  (score {h.score:.2f})")
     t = answer.timings
     click.secho(f"first token {t['first_token_ms']:.0f} ms, {t['tokens_per_s']:.1f} tokens/s", dim=True, err=True)
 
 
-def label_of(c: dict[str, Any]) -> str:
+def label_of(c: dict[str, Any], *, heading: bool = True) -> str:
     where = f"{c['source']}, page {c['page']}" if c.get("page") else c["source"]
-    return f"{where} — {c['heading']}" if c.get("heading") else where
+    return f"{where} — {c['heading']}" if heading and c.get("heading") else where
 
 
 @cli.command()
@@ -314,7 +318,7 @@ def search(ctx: click.Context, query: str, k: int | None, search: dict[str, Any]
     if not hits:
         click.echo("No chunk matches (check the filters and --min-score).", err=True)
     for i, h in enumerate(hits, start=1):
-        click.secho(f"[{i}] {label(h)}  score {h.score:.3f}", bold=True)
+        click.secho(f"[{i}] {label_of(h.to_dict(), heading=False)}  score {h.score:.3f}", bold=True)
         click.echo("    " + " ".join(h.text.split())[:300])
 
 
