@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import urlparse
 
-from rag.errors import EmptyIndexError, IndexMismatchError, StoreError
+from rag.errors import EmptyIndexError, IndexMismatchError, RagError, StoreError
 from rag.settings import Settings
 
 
@@ -211,23 +211,38 @@ class ChromaStore:
 
     @contextlib.contextmanager
     def _using(self) -> Iterator[_Conn]:
-        """The current client, held for the length of a call (see ``reopen``)."""
+        """The current client, held for the length of a call (see ``reopen``). Every call goes
+        through here, so this is where Chroma's exceptions become one ``StoreError``."""
         shared = self._shared
         if shared is None:
-            yield self._current()
+            with self._translated():
+                yield self._current()
             return
         with shared.lock:
             conn = shared.conn
             assert conn is not None
             conn.users += 1
         try:
-            yield conn
+            with self._translated():
+                yield conn
         finally:
             with shared.lock:
                 conn.users -= 1
                 done = conn.retired and conn.users == 0
             if done:
                 _stop(conn)
+
+    @contextlib.contextmanager
+    def _translated(self) -> Iterator[None]:
+        try:
+            yield
+        except RagError:
+            raise
+        except Exception as exc:  # chromadb's own errors, sqlite3, OSError, HTTP errors of a server
+            raise StoreError(
+                f"The Chroma index at {self.location} failed ({type(exc).__name__}: {exc}). "
+                "Check that the disk is writable and not full, or that the Chroma server is up."
+            ) from exc
 
     def reopen(self) -> None:
         """Forget what this process holds of the embedded index, after another process wrote it.
