@@ -26,6 +26,7 @@ from rag import keyword
 from rag.store import StoredChunk
 
 SCHEMA = """
+-- meta: written by versions before issue 13 and never read; kept so older manifests open as they are.
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS roots (path TEXT PRIMARY KEY, last_run REAL, selection TEXT);
 CREATE TABLE IF NOT EXISTS files (
@@ -173,17 +174,6 @@ class Manifest:
         return _Tx()
 
     # -- settings and bookkeeping -----------------------------------------------------------
-    def get_meta(self) -> dict[str, str]:
-        with self._lock:
-            return {r["key"]: r["value"] for r in self.db.execute("SELECT key, value FROM meta")}
-
-    def set_meta(self, values: dict[str, Any]) -> None:
-        with self._tx() as db:
-            db.executemany(
-                "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                [(k, str(v)) for k, v in values.items()],
-            )
-
     def add_root(self, root: str, selection: dict[str, Any]) -> None:
         """Remember what was ingested and how, so `rag reindex` can do it again."""
         with self._tx() as db:

@@ -114,9 +114,6 @@ def load_pdf_reporting(path: Path, report: Callable[[tuple[str, int]], None]) ->
     return units
 
 
-WORKER_MAIN = "from ingest.pdfworker import main; main()"
-
-
 class PdfWorker:
     """One parser process, used by one thread at a time.
 

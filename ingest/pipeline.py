@@ -174,16 +174,6 @@ class Ingestor:
         if info is not None:
             check_compatible(info, self.model, None, self.store.name)
             self._dim = info.embed_dim
-        self.manifest.set_meta(
-            {
-                "embed_model": self.model,
-                "chunk_tokens": self.chunker.max_tokens,
-                "chunk_overlap": self.chunker.overlap,
-                "chunker": self.chunker.signature,
-                "collection": self.store.name,
-                "store": self.store.location,
-            }
-        )
 
     def recover(self) -> int:
         """Make the store and manifest agree after an interrupted run. Returns the

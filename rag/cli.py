@@ -19,7 +19,7 @@ from rag.settings import Settings
 if TYPE_CHECKING:  # the engine pulls in the model clients and Chroma: imported when a command runs
     from rag.engine import Rag
 
-EXIT_OK, EXIT_ERROR, EXIT_SOME_FAILED = 0, 1, 3
+EXIT_ERROR, EXIT_SOME_FAILED = 1, 3
 # Parallel answers of the embedded chat engine under `rag serve` (RAG_EMBEDDED_PARALLEL overrides).
 SERVE_PARALLEL = 8
 
