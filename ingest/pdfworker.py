@@ -11,10 +11,8 @@ file that is slow on every page without ever stalling). A 300-page manual on a
 busy machine takes minutes and passes; a page the parser loops on is stopped
 after the stall limit, however many pages came before it.
 
-The worker is a fresh interpreter (``python -c``: safe beside the run's threads,
-and unlike multiprocessing's ``spawn`` it does not re-import the caller's main
-module, which costs seconds) talking over its stdin/stdout pipes. It is started
-once and reused; when a file overruns its limit the worker is killed and a new
+The worker is a fresh interpreter talking over its stdin/stdout pipes
+(``ingest.child``). It is started once and reused; when a file overruns its limit the worker is killed and a new
 one started for the next file.
 """
 
@@ -31,6 +29,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ingest import child
 from ingest.loaders import Heading, LoadError, Unit
 
 
@@ -38,12 +37,7 @@ def main() -> None:
     """The worker process: ``python -c 'from ingest.pdfworker import main; main()' MEMORY_MB [NICE]``."""
     if len(sys.argv) > 2 and int(sys.argv[2]):
         os.nice(int(sys.argv[2]))
-    rfd, wfd = os.dup(0), os.dup(1)
-    devnull = os.open(os.devnull, os.O_RDWR)
-    os.dup2(devnull, 0)
-    os.dup2(devnull, 1)  # stray prints must not corrupt the channel
-    conn_in = multiprocessing.connection.Connection(rfd, writable=False)
-    conn_out = multiprocessing.connection.Connection(wfd, readable=False)
+    conn_in, conn_out = child.channel()
     _serve(conn_in, conn_out, int(sys.argv[1]))
 
 
@@ -134,25 +128,9 @@ class PdfWorker:
     def _start(self) -> tuple[multiprocessing.connection.Connection, multiprocessing.connection.Connection]:
         if self._proc is None or self._proc.poll() is not None:
             self._kill()
-            # The worker imports this package the way we did, installed or not.
-            here = str(Path(__file__).resolve().parent.parent)
-            env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [here, os.environ.get("PYTHONPATH")])))
-            self._proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-c",
-                    "from ingest.pdfworker import main; main()",
-                    str(self.memory_mb),
-                    str(self.nice),
-                ],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.DEVNULL,
-                env=env,
+            self._proc, self._send, self._recv = child.spawn(
+                "ingest.pdfworker", str(self.memory_mb), str(self.nice), stderr=subprocess.DEVNULL
             )
-            assert self._proc.stdin is not None and self._proc.stdout is not None
-            self._send = multiprocessing.connection.Connection(os.dup(self._proc.stdin.fileno()), readable=False)
-            self._recv = multiprocessing.connection.Connection(os.dup(self._proc.stdout.fileno()), writable=False)
             try:
                 ready = self._recv.poll(120) and self._recv.recv()[0] == "ready"
             except (EOFError, OSError):  # it died before "ready" (e.g. under its memory limit)

@@ -24,9 +24,9 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
+from ingest import child
 from rag import errors
 from rag.errors import RagError, StoreError
 from rag.settings import Settings
@@ -39,12 +39,7 @@ METHODS = frozenset({"info", "ensure", "write", "delete", "get_embeddings", "cou
 def main() -> None:
     """The writer: ``python -c 'from ingest.storeproc import main; main()' PARENT_PID``."""
     _die_with(int(sys.argv[1]))
-    rfd, wfd = os.dup(0), os.dup(1)
-    devnull = os.open(os.devnull, os.O_RDWR)
-    os.dup2(devnull, 0)
-    os.dup2(devnull, 1)  # stray prints must not corrupt the channel
-    conn_in = multiprocessing.connection.Connection(rfd, writable=False)
-    conn_out = multiprocessing.connection.Connection(wfd, readable=False)
+    conn_in, conn_out = child.channel()
     with contextlib.suppress(EOFError, OSError):  # the parent went away: nothing left to do
         _serve(conn_in, conn_out)
 
@@ -102,17 +97,7 @@ class StoreProcess:
     def __init__(self, settings: Settings) -> None:
         self.name = settings.collection
         self.location = settings.chroma_url or str(settings.index_dir)
-        here = str(Path(__file__).resolve().parent.parent)  # the child imports us the way we were imported
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [here, os.environ.get("PYTHONPATH")])))
-        self._proc = subprocess.Popen(
-            [sys.executable, "-c", "from ingest.storeproc import main; main()", str(os.getpid())],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            env=env,
-        )
-        assert self._proc.stdin is not None and self._proc.stdout is not None
-        self._send = multiprocessing.connection.Connection(os.dup(self._proc.stdin.fileno()), readable=False)
-        self._recv = multiprocessing.connection.Connection(os.dup(self._proc.stdout.fileno()), writable=False)
+        self._proc, self._send, self._recv = child.spawn("ingest.storeproc", str(os.getpid()))
         self._lock = threading.Lock()
         self._ready = False
         # Started now, answered at the first call: the child imports Chroma while files are parsed.
