@@ -7,6 +7,7 @@ can split at them and record a heading path.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
@@ -131,7 +132,9 @@ def decode_text(data: bytes) -> tuple[str, str | None]:
     return text.replace("\r\n", "\n").replace("\r", "\n"), warning
 
 
-def load_pdf(path: Path) -> list[Unit]:
+def load_pdf(path: Path, report: Callable[[tuple[str, int]], None] | None = None) -> list[Unit]:
+    """One unit per page. ``report`` gets ``("pages", n)`` once the file is open and ``("page", i)``
+    after each page, so a caller can tell a slow file from a stuck one (``ingest.pdfworker``)."""
     from pypdf import PdfReader
     from pypdf.errors import LimitReachedError, PdfReadError
 
@@ -139,10 +142,14 @@ def load_pdf(path: Path) -> list[Unit]:
         reader = PdfReader(str(path))
         if reader.is_encrypted:
             raise LoadError("encrypted PDF (remove the password to index it)")
+        if report is not None:
+            report(("pages", len(reader.pages)))
         units = []
         for number, page in enumerate(reader.pages, start=1):
             text = (page.extract_text() or "").replace("\r\n", "\n")
             units.append(Unit(text, page=number))
+            if report is not None:
+                report(("page", number))
     except LoadError:
         raise
     except LimitReachedError as exc:

@@ -25,12 +25,11 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from ingest import child
-from ingest.loaders import Heading, LoadError, Unit
+from ingest.loaders import Heading, LoadError, Unit, load_pdf
 
 
 def main() -> None:
@@ -62,7 +61,7 @@ def _serve(
         except EOFError:
             return
         try:
-            units = load_pdf_reporting(Path(path), out.send)
+            units = load_pdf(Path(path), out.send)
             reply: tuple[str, Any] = (
                 "ok",
                 [(u.text, u.page, [(h.offset, h.level, h.title) for h in u.headings]) for u in units],
@@ -79,33 +78,6 @@ def _serve(
             out.send(reply)
         except MemoryError:
             out.send(("error", f"needs more than the {memory_mb} MB parser limit (RAG_PDF_MEMORY_MB)"))
-
-
-def load_pdf_reporting(path: Path, report: Callable[[tuple[str, int]], None]) -> list[Unit]:
-    """``ingest.loaders.load_pdf`` (same result, same errors), reporting ``("pages", n)`` once the
-    file is open and ``("page", i)`` after each page, so the parent can tell slow from stuck."""
-    from pypdf import PdfReader
-    from pypdf.errors import LimitReachedError, PdfReadError
-
-    try:
-        reader = PdfReader(str(path))
-        if reader.is_encrypted:
-            raise LoadError("encrypted PDF (remove the password to index it)")
-        report(("pages", len(reader.pages)))
-        units = []
-        for number, page in enumerate(reader.pages, start=1):
-            text = (page.extract_text() or "").replace("\r\n", "\n")
-            units.append(Unit(text, page=number))
-            report(("page", number))
-    except LoadError:
-        raise
-    except LimitReachedError as exc:
-        raise LoadError(f"PDF content too large to decompress safely (possible decompression bomb): {exc}") from exc
-    except (PdfReadError, ValueError, KeyError, TypeError, OSError) as exc:
-        raise LoadError(f"unreadable PDF: {exc}") from exc
-    if not any(u.text.strip() for u in units):
-        raise LoadError("PDF has no text layer (scanned images need OCR first)")
-    return units
 
 
 class PdfWorker:
