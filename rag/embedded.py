@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import importlib.util
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from rag.engines import EngineProcess, EngineSpec, python_module
 from rag.errors import EngineError
@@ -28,6 +28,7 @@ from rag.models import ChatDelta, OpenAIChat, OpenAIEmbedder
 from rag.settings import EMBEDDED_CHAT_MODEL, EMBEDDED_EMBED_MODEL, Settings
 
 GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+C = TypeVar("C")
 LAUNCHER = Path(__file__).with_name("llamacpp_serve.py")
 
 
@@ -104,42 +105,42 @@ class EmbeddedEngines:
         self.embeddings.stop()
 
 
+class _OnEngine(Generic[C]):
+    """A client for an engine's current URL, made again when a restarted engine listens elsewhere."""
+
+    def __init__(self, engine: EngineProcess, make: Callable[[str], C]) -> None:
+        self.engine = engine
+        self._make = make
+        self._url: str | None = None
+        self._client: C | None = None
+
+    def current(self) -> C:
+        url = self.engine.url()
+        if self._client is None or self._url != url:
+            self._client, self._url = self._make(url), url
+        return self._client
+
+
 class EngineChat:
-    """``OpenAIChat`` on an engine's current URL: a restarted engine may listen elsewhere."""
+    """``OpenAIChat`` on the chat engine."""
 
     def __init__(self, engine: EngineProcess, model: str = EMBEDDED_CHAT_MODEL, **client: Any) -> None:
-        self.engine = engine
         self.model = model
-        self._client_args = client
-        self._inner: OpenAIChat | None = None
-
-    def _current(self) -> OpenAIChat:
-        url = self.engine.url()
-        if self._inner is None or self._inner.base_url != url:
-            self._inner = OpenAIChat(url, self.model, **self._client_args)
-        return self._inner
+        self._on = _OnEngine(engine, lambda url: OpenAIChat(url, model, **client))
 
     def stream(self, messages: list[dict[str, Any]], **params: Any) -> Iterator[ChatDelta]:
-        return self._current().stream(messages, **params)
+        return self._on.current().stream(messages, **params)
 
 
 class EngineEmbedder:
-    """``OpenAIEmbedder`` on an engine's current URL."""
+    """``OpenAIEmbedder`` on the embeddings engine."""
 
     def __init__(self, engine: EngineProcess, model: str = EMBEDDED_EMBED_MODEL, **client: Any) -> None:
-        self.engine = engine
         self.model = model
-        self._client_args = client
-        self._inner: OpenAIEmbedder | None = None
-
-    def _current(self) -> OpenAIEmbedder:
-        url = self.engine.url()
-        if self._inner is None or self._inner.base_url != url:
-            self._inner = OpenAIEmbedder(url, self.model, **self._client_args)
-        return self._inner
+        self._on = _OnEngine(engine, lambda url: OpenAIEmbedder(url, model, **client))
 
     def embed_documents(self, texts: Sequence[str]) -> list[list[float]]:
-        return self._current().embed_documents(texts)
+        return self._on.current().embed_documents(texts)
 
     def embed_query(self, text: str) -> list[float]:
-        return self._current().embed_query(text)
+        return self._on.current().embed_query(text)
