@@ -1,55 +1,45 @@
 """The HTTP service: FastAPI, answers streamed as Server-Sent Events.
 
-Everything that can fail before the first byte (empty question, empty index,
-model server down, unknown model) is raised before the stream starts, so the
-client gets a JSON error with the right status; a failure after that arrives
-as an ``error`` event, and the stream ends.
+- ``/query``, ``/search``: :mod:`api.routes_query`; ``/health``: :mod:`api.routes_health`;
+  ``/v1`` (OpenAI-compatible): :mod:`api.routes_openai`.
+- What the routes use (the app's ``Rag``, one per other collection, the backend proxy) is built
+  here, in the lifespan, kept on ``app.state`` and handed to them by :mod:`api.deps`.
+- Errors: a :class:`~rag.errors.RagError` and an invalid body are ``{"error": {"message", "type",
+  "code"}}`` (``RagError.to_dict``) with the error's status; a refused ``/v1`` request is OpenAI's
+  shape (:mod:`api.openai_wire`).
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse
 
-from api.openai_api import OpenAIAPI
-from api.openai_api import router as openai_router
-from api.schemas import ErrorResponse, QueryRequest, SearchRequest, SearchResponse
-from rag.engine import AnswerStream, Rag
-from rag.errors import RagError
+from api import routes_health, routes_openai, routes_query
+from api.deps import Collections
+from api.openai_wire import OpenAIError
+from api.proxy import Proxy
+from rag.engine import Rag
+from rag.errors import InvalidRequestError, RagError
 from rag.settings import Settings
-
-ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"model": ErrorResponse, "description": "Invalid request"},
-    409: {"model": ErrorResponse, "description": "Index empty or built with another embedding model"},
-    502: {"model": ErrorResponse, "description": "Model server unreachable or refused the request"},
-    504: {"model": ErrorResponse, "description": "Model server timed out"},
-}
-
-
-def sse(event: str, data: dict[str, Any]) -> str:
-    return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
-
-
-def _events(stream: AnswerStream) -> Iterator[str]:
-    for event in stream:
-        yield sse(event.type, event.data)
 
 
 def create_app(settings: Settings | None = None, rag: Rag | None = None) -> FastAPI:
+    """The service for ``rag`` (else a ``Rag`` of ``settings``, closed with the app)."""
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.rag = rag or Rag(settings or Settings())
-        app.state.openai = OpenAIAPI(app.state.rag)
+        app.state.proxy = Proxy(app.state.rag)
+        app.state.collections = Collections(app.state.rag)
         try:
             yield
         finally:
-            app.state.openai.close()
+            app.state.proxy.close()
+            app.state.collections.close()
             if rag is None:
                 app.state.rag.close()
 
@@ -59,8 +49,7 @@ def create_app(settings: Settings | None = None, rag: Rag | None = None) -> Fast
         version="0.1.0",
         lifespan=lifespan,
     )
-
-    app.include_router(openai_router(lambda: app.state.openai))
+    app.include_router(routes_openai.router)
 
     @app.exception_handler(RagError)
     async def rag_error(request: Request, exc: RagError) -> JSONResponse:
@@ -71,46 +60,12 @@ def create_app(settings: Settings | None = None, rag: Rag | None = None) -> Fast
         problems = "; ".join(
             f"{'.'.join(str(p) for p in e['loc'] if p != 'body') or 'body'}: {e['msg']}" for e in exc.errors()
         )
-        body = {"message": f"Invalid request: {problems}", "type": "InvalidRequestError", "code": "invalid_request"}
-        return JSONResponse({"error": body}, status_code=400)
+        return JSONResponse({"error": InvalidRequestError(f"Invalid request: {problems}").to_dict()}, status_code=400)
 
-    @app.post(
-        "/query",
-        responses={
-            200: {
-                "content": {"text/event-stream": {}},
-                "description": "Events: sources, token (many), then done or error.",
-            },
-            **ERRORS,
-        },
-    )
-    def query(body: QueryRequest, request: Request) -> StreamingResponse:
-        """Answer a question as a stream of Server-Sent Events:
-        `sources` (retrieved chunks), `token` (text deltas), then `done`
-        (answer, citations, usage, timings) or `error`."""
-        stream = request.app.state.rag.start(body.question, body.k, **body.options())
-        return StreamingResponse(
-            _events(stream),
-            media_type="text/event-stream",
-            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-        )
+    @app.exception_handler(OpenAIError)
+    async def openai_error(request: Request, exc: OpenAIError) -> JSONResponse:
+        return exc.response()
 
-    @app.post("/search", response_model=SearchResponse, responses=ERRORS)
-    def search(body: SearchRequest, request: Request) -> dict[str, Any]:
-        """The best-matching chunks for `query`, without asking a model."""
-        hits = request.app.state.rag.search(body.query, body.k, **body.options())
-        return {"hits": [h.to_dict() for h in hits]}
-
-    @app.get("/health")
-    def health(request: Request) -> dict[str, Any]:
-        """Liveness plus what the service is configured with."""
-        r: Rag = request.app.state.rag
-        return {
-            "status": "ok",
-            "collection": r.settings.collection,
-            "chunks": r.store.count(),
-            "chat_model": r.settings.chat_model_name,
-            "embed_model": r.settings.embed_model_name,
-        }
-
+    app.include_router(routes_query.router)
+    app.include_router(routes_health.router)
     return app

@@ -1,0 +1,23 @@
+"""``GET /health``: liveness plus what the service is configured with."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+
+from api.deps import AppRag
+
+router = APIRouter()
+
+
+@router.get("/health")
+def health(rag: AppRag) -> dict[str, Any]:
+    """Liveness plus what the service is configured with."""
+    return {
+        "status": "ok",
+        "collection": rag.settings.collection,
+        "chunks": rag.store.count(),
+        "chat_model": rag.settings.chat_model_name,
+        "embed_model": rag.settings.embed_model_name,
+    }

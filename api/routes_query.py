@@ -1,0 +1,66 @@
+"""``POST /query`` (an answer as Server-Sent Events) and ``POST /search`` (chunks, no model).
+
+Everything that can fail before the first byte (empty question, empty index, model server down,
+unknown model) is raised before the stream starts, so the client gets a JSON error with the right
+status; a failure after that arrives as an ``error`` event, and the stream ends.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import StreamingResponse
+
+from api.deps import AppRag
+from api.schemas import ErrorResponse, QueryRequest, SearchRequest, SearchResponse
+from rag.engine import AnswerStream
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorResponse, "description": "Invalid request"},
+    409: {"model": ErrorResponse, "description": "Index empty or built with another embedding model"},
+    502: {"model": ErrorResponse, "description": "Model server unreachable or refused the request"},
+    504: {"model": ErrorResponse, "description": "Model server timed out"},
+}
+
+router = APIRouter()
+
+
+def sse(event: str, data: dict[str, Any]) -> str:
+    return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
+
+
+def _events(stream: AnswerStream) -> Iterator[str]:
+    for event in stream:
+        yield sse(event.type, event.data)
+
+
+@router.post(
+    "/query",
+    responses={
+        200: {
+            "content": {"text/event-stream": {}},
+            "description": "Events: sources, token (many), then done or error.",
+        },
+        **ERRORS,
+    },
+)
+def query(body: QueryRequest, rag: AppRag) -> StreamingResponse:
+    """Answer a question as a stream of Server-Sent Events:
+    `sources` (retrieved chunks), `token` (text deltas), then `done`
+    (answer, citations, usage, timings) or `error`."""
+    stream = rag.start(body.question, body.k, **body.options())
+    return StreamingResponse(
+        _events(stream),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+@router.post("/search", response_model=SearchResponse, responses=ERRORS)
+def search(body: SearchRequest, rag: AppRag) -> dict[str, Any]:
+    """The best-matching chunks for `query`, without asking a model."""
+    hits = rag.search(body.query, body.k, **body.options())
+    return {"hits": [h.to_dict() for h in hits]}
