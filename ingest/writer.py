@@ -104,10 +104,7 @@ class Writer:
         try:
             if chunks:
                 self._ensure_collection(store, len(vectors[0]))
-            if isinstance(store, StoreProcess):
-                wait = store.start_write(chunks, vectors, drop)
-            else:
-                store.write(chunks, vectors, drop)
+            wait = store.start_write(chunks, vectors, drop)  # the writer process returns before it is done
         except BaseException as exc:
             if previous is not None:  # that batch is written: commit it all the same
                 with contextlib.suppress(Exception):

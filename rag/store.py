@@ -71,6 +71,10 @@ class VectorStore(Protocol):
         self, chunks: Sequence[StoredChunk], embeddings: Sequence[Sequence[float]], drop: Sequence[str]
     ) -> None: ...
 
+    def start_write(
+        self, chunks: Sequence[StoredChunk], embeddings: Sequence[Sequence[float]], drop: Sequence[str]
+    ) -> Callable[[], None]: ...
+
     def delete(self, ids: Sequence[str]) -> None: ...
 
     @property
@@ -398,6 +402,14 @@ class ChromaStore:
             self.upsert(chunks, embeddings)
         self.delete(drop)
 
+    def start_write(
+        self, chunks: Sequence[StoredChunk], embeddings: Sequence[Sequence[float]] | Any, drop: Sequence[str]
+    ) -> Callable[[], None]:
+        """``write``, returning the function that waits for it: here the write is done on return;
+        the writer process (``ingest.storeproc.StoreProcess``) returns at once and writes meanwhile."""
+        self.write(chunks, embeddings, drop)
+        return _done
+
     def delete(self, ids: Sequence[str]) -> None:
         if not ids:
             return
@@ -525,6 +537,10 @@ class ChromaStore:
         if col is None:
             raise StoreError(f"The collection '{self.name}' does not exist yet; ingest something first.")
         return col
+
+
+def _done() -> None:
+    return None
 
 
 def _stop(conn: _Conn) -> None:
