@@ -119,13 +119,18 @@ class EngineProcess:
         )
         self._proc = proc
         lines: collections.deque[str] = collections.deque()
-        threading.Thread(target=self._drain, args=(proc.stdout, lines), daemon=True).start()
-        threading.Thread(target=self._drain, args=(proc.stderr, self._stderr), daemon=True).start()
+        readers = [
+            threading.Thread(target=self._drain, args=(proc.stdout, lines), daemon=True),
+            threading.Thread(target=self._drain, args=(proc.stderr, self._stderr), daemon=True),
+        ]
+        for reader in readers:
+            reader.start()
         deadline = time.monotonic() + self.start_timeout
         url = None if self.spec.announces else f"http://127.0.0.1:{port}"
         while True:
             if proc.poll() is not None:
-                time.sleep(0.05)  # let the readers catch the last lines
+                for reader in readers:  # its last lines (why it stopped) are read by now or at EOF
+                    reader.join(5)
                 if self._port_taken(proc.returncode):
                     self._reap()
                     return False

