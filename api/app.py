@@ -11,6 +11,8 @@
 
 from __future__ import annotations
 
+import logging
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -26,13 +28,32 @@ from rag.engine import Rag
 from rag.errors import InvalidRequestError, RagError
 from rag.settings import Settings
 
+log = logging.getLogger("rag.serve")
 
-def create_app(settings: Settings | None = None, rag: Rag | None = None) -> FastAPI:
-    """The service for ``rag`` (else a ``Rag`` of ``settings``, closed with the app)."""
+
+def _warm(rag: Rag) -> None:
+    """Start whichever embedded engines this service uses; a failure is only logged here (the first
+    request that needs the engine tries again and reports it)."""
+    s = rag.settings
+    engines = [rag.engines.chat] if s.base_url is None else []
+    if s.embed_base_url is None and s.base_url is None:
+        engines.append(rag.engines.embeddings)
+    for engine in engines:
+        try:
+            engine.url()
+        except RagError as exc:
+            log.warning("could not start the embedded %s engine: %s", engine.spec.name, exc.message)
+
+
+def create_app(settings: Settings | None = None, rag: Rag | None = None, *, warm: bool = False) -> FastAPI:
+    """The service for ``rag`` (else a ``Rag`` of ``settings``, closed with the app). ``warm``
+    (``rag serve``): start the embedded engines now, in the background, not at the first question."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.rag = rag or Rag(settings or Settings())
+        if warm:
+            threading.Thread(target=_warm, args=(app.state.rag,), name="rag-warm", daemon=True).start()
         app.state.proxy = Proxy(app.state.rag)
         app.state.collections = Collections(app.state.rag)
         try:

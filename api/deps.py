@@ -43,7 +43,9 @@ class Collections:
         if name == self.rag.settings.collection:
             return self.rag
         if name not in self._by_collection:
-            self._by_collection[name] = Rag(self.rag.settings.model_copy(update={"collection": name}))
+            # The same model clients (and so the same embedded engines): only the collection differs.
+            settings = self.rag.settings.model_copy(update={"collection": name})
+            self._by_collection[name] = Rag(settings, embedder=self.rag.embedder, chat=self.rag.chat)
         return self._by_collection[name]
 
 

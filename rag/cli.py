@@ -411,7 +411,7 @@ def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
     if settings.embedded_parallel is None:  # a service answers many questions at once
         settings = settings.model_copy(update={"embedded_parallel": SERVE_PARALLEL})
     click.echo(f"Serving on http://{settings.host}:{settings.port} (docs at /docs)", err=True)
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
+    uvicorn.run(create_app(settings, warm=True), host=settings.host, port=settings.port, log_level="info")
 
 
 @cli.command()

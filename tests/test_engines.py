@@ -146,6 +146,15 @@ def test_engine_killed_mid_answer_gives_an_error_event_and_the_next_answer_works
     )
     question = {"question": "What is the restocking fee for opened items?"}
     try:
+        # `rag serve` starts its engines with the service, not at the first question.
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                _engine_child(server.proc.pid)
+                break
+            except AssertionError:
+                assert time.monotonic() < deadline, "no chat engine was started with the service"
+                time.sleep(0.2)
         names = []
         with httpx.stream("POST", server.url + "/query", json=question, timeout=300) as resp:
             assert resp.status_code == 200
