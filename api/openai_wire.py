@@ -16,7 +16,7 @@ from typing import Any
 
 from fastapi.responses import JSONResponse
 
-from rag.engine import AnswerStream
+from rag.answer import AnswerStream
 from rag.errors import RagError
 from rag.models import Usage
 

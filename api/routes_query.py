@@ -16,7 +16,7 @@ from fastapi.responses import StreamingResponse
 
 from api.deps import AppRag
 from api.schemas import ErrorResponse, QueryRequest, SearchRequest, SearchResponse
-from rag.engine import AnswerStream
+from rag.answer import AnswerStream
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorResponse, "description": "Invalid request"},

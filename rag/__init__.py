@@ -10,9 +10,9 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 _EXPORTS = {
-    "Answer": "rag.engine",
-    "AnswerStream": "rag.engine",
-    "Event": "rag.engine",
+    "Answer": "rag.answer",
+    "AnswerStream": "rag.answer",
+    "Event": "rag.answer",
     "Rag": "rag.engine",
     "ConfigError": "rag.errors",
     "EmptyIndexError": "rag.errors",
@@ -76,7 +76,8 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from rag.engine import Answer, AnswerStream, Event, Rag
+    from rag.answer import Answer, AnswerStream, Event
+    from rag.engine import Rag
     from rag.errors import (
         ConfigError,
         EmptyIndexError,
