@@ -36,7 +36,7 @@ def _warm(rag: Rag) -> None:
     request that needs the engine tries again and reports it)."""
     s = rag.settings
     engines = [rag.engines.chat] if s.base_url is None else []
-    if s.embed_base_url is None and s.base_url is None:
+    if s.embed_url is None:
         engines.append(rag.engines.embeddings)
     for engine in engines:
         try:

@@ -57,7 +57,7 @@ def check_supported(settings: Settings, params: dict[str, Any], images: bool) ->
 def check_model_served(settings: Settings, model: str, *, embeddings: bool) -> None:
     """Raise the 404 for a model the embedded engines do not serve (they would answer any name).
     A configured backend answers for its own model names."""
-    if embeddings and (settings.embed_base_url or settings.base_url):
+    if embeddings and settings.embed_url:
         return
     if not embeddings and settings.base_url:
         return

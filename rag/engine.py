@@ -68,7 +68,7 @@ class Rag:
         if self._embedder is None:
             s = self.settings
             client: dict[str, Any] = {"timeout": s.request_timeout, "max_retries": s.max_retries}
-            url = s.embed_base_url or s.base_url
+            url = s.embed_url
             if url is None:
                 self._embedder = EngineEmbedder(
                     self.engines.embeddings, s.embed_model_name, batch_size=s.embed_batch_size, **client
@@ -88,7 +88,7 @@ class Rag:
     @property
     def embed_backend_url(self) -> str:
         s = self.settings
-        return s.embed_base_url or s.base_url or self.engines.embeddings.url()
+        return s.embed_url or self.engines.embeddings.url()
 
     @property
     def chat(self) -> ChatModel:
@@ -153,9 +153,7 @@ class Rag:
         s = self.settings
         # Never hand the model more than it takes: it would truncate silently or refuse.
         size = min(s.chunk_tokens, s.embed_max_tokens - 8)
-        exact = s.chunk_counter == "exact" or (
-            s.chunk_counter == "auto" and s.embed_base_url is None and s.base_url is None
-        )
+        exact = s.chunk_counter == "exact" or (s.chunk_counter == "auto" and s.embed_url is None)
         counter = default_counter() if exact else HeuristicTokenCounter()
         # Exact counts are the limit; an estimate is backed by a byte cap (tokens <= bytes in any tokenizer).
         max_bytes = None if exact else s.embed_max_tokens - 8
@@ -380,7 +378,7 @@ class Rag:
             "chunk_overlap": info.chunk_overlap if info else self.settings.chunk_overlap,
             "chat_model": self.settings.chat_model_name,
             "backend": self.settings.base_url or "embedded",
-            "embed_backend": self.settings.embed_base_url or self.settings.base_url or "embedded",
+            "embed_backend": self.settings.embed_url or "embedded",
             "roots": [p for p, _ in self.manifest.roots()],
             "last_run": self.manifest.last_run(),
             "failures": [

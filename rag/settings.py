@@ -124,6 +124,11 @@ class Settings(BaseSettings):
     port: int = 8000
 
     @property
+    def embed_url(self) -> str | None:
+        """The configured embeddings server (``embed_base_url``, else ``base_url``); None: the embedded one."""
+        return self.embed_base_url or self.base_url
+
+    @property
     def embedded(self) -> bool:
         """True when no backend is configured and the bundled models serve both roles."""
         return self.base_url is None and self.embed_base_url is None
