@@ -17,7 +17,7 @@ def health(rag: AppRag) -> dict[str, Any]:
     return {
         "status": "ok",
         "collection": rag.settings.collection,
-        "chunks": rag.store.count(),
+        "chunks": rag.count(),
         "chat_model": rag.settings.chat_model_name,
         "embed_model": rag.settings.embed_model_name,
     }

@@ -34,7 +34,7 @@ def models(rag: AppRag, proxy: AppProxy) -> dict[str, Any]:
     now = int(time.time())
     names = [GROUNDED]
     with contextlib.suppress(RagError):  # no index yet: only the default grounded model
-        names += [f"{GROUNDED}:{c}" for c in rag.store.collections()]
+        names += [f"{GROUNDED}:{c}" for c in rag.collections()]
     listed = [{"id": n, "object": "model", "created": now, "owned_by": "rag"} for n in dict.fromkeys(names)]
     return {"object": "list", "data": listed + proxy.backend_models()}
 

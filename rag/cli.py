@@ -192,7 +192,7 @@ def ingest(
         click.echo(f"Repaired an interrupted run: {report.recovered} file(s) re-ingested.", err=True)
     click.echo(
         f"Ingested in {report.seconds:.1f}s: {summary}; {report.embedded} chunks embedded{reused}; "
-        f"{rag.store.count()} chunks in '{rag.settings.collection}'.",
+        f"{rag.count()} chunks in '{rag.settings.collection}'.",
         err=True,
     )
     if report.failed:
@@ -232,7 +232,7 @@ def reindex(ctx: click.Context, yes: bool, as_json: bool) -> None:
     from ingest.progress import ConsoleProgress
 
     rag = _rag(ctx)
-    roots = [p for p, _ in rag.manifest.roots()]
+    roots = rag.roots()
     if not yes:
         click.confirm(
             f"Re-embed {len(roots)} folder(s) into '{rag.settings.collection}' with "
@@ -374,7 +374,7 @@ def evaluate_cmd(
             "file": str(qa_file),
             "questions": len(questions),
             "collection": rag.settings.collection,
-            "chunks": rag.store.count(),
+            "chunks": rag.count(),
             "seconds": round(time.perf_counter() - t0, 2),
             "modes": {s.mode: s.to_dict() for s in scores},
             "first_hit_rank": {
@@ -383,7 +383,7 @@ def evaluate_cmd(
         }
         click.echo(json.dumps(out, indent=2))
         return
-    click.echo(f"{len(questions)} questions, {rag.store.count()} chunks in '{rag.settings.collection}'")
+    click.echo(f"{len(questions)} questions, {rag.count()} chunks in '{rag.settings.collection}'")
     click.echo(f"{'mode':<8} {'hit@1':>6} {'hit@5':>6} {'hit@10':>6} {'MRR':>6} {'nDCG@10':>8} {'ms/q':>7}")
     for s in scores:
         click.echo(
@@ -446,7 +446,7 @@ def reset(ctx: click.Context, yes: bool) -> None:
     """Delete the collection and its manifest (everything ingested into it)."""
     rag = _rag(ctx)
     if not yes:
-        click.confirm(f"Delete collection '{rag.settings.collection}' at {rag.store.location}?", abort=True)
+        click.confirm(f"Delete collection '{rag.settings.collection}' at {rag.location}?", abort=True)
     rag.reset()
     click.echo(f"Deleted collection '{rag.settings.collection}'.", err=True)
 

@@ -386,6 +386,23 @@ class Rag:
             ],
         }
 
+    def count(self) -> int:
+        """Chunks in the collection."""
+        return self.store.count()
+
+    def roots(self) -> list[str]:
+        """The files and folders ingested into this collection (what `rag reindex` re-ingests)."""
+        return [p for p, _ in self.manifest.roots()]
+
+    def collections(self) -> list[str]:
+        """Every collection of this index (each is a grounded model on /v1)."""
+        return self.store.collections()
+
+    @property
+    def location(self) -> str:
+        """Where the vectors live: the index directory, or the Chroma server's URL."""
+        return self.store.location
+
     def sources(self) -> list[tuple[str, int]]:
         """(source, chunks) for every ingested file."""
         return list(self.manifest.iter_sources())
