@@ -28,7 +28,7 @@ from pathlib import Path
 from ingest.chunker import Chunker
 from ingest.jobs import Job, chunk_file, hash_file, read_limited
 from ingest.loaders import LoadError
-from ingest.manifest import Manifest
+from ingest.manifest import FileRow, Manifest
 from ingest.pdfworker import PdfWorker
 from ingest.report import FileResult, IngestReport, ProgressSink, as_sink
 from ingest.storeproc import StoreProcess
@@ -408,24 +408,25 @@ class Ingestor:
     # -- deleted files -----------------------------------------------------------------------------
     def _remove_missing(self, root: str, seen: set[str]) -> None:
         gone = [r for r in self.manifest.files(prefix=root) if r.path not in seen]
-        db = self._writing() if gone else self.db
-        for i in range(0, len(gone), 500):
-            part = gone[i : i + 500]
-            ids = {r.path: self.manifest.chunk_ids(r.path) for r in part}
-            self.manifest.mark_pending([(r.path, r.root, r.source, []) for r in part])
-            db.delete([cid for v in ids.values() for cid in v] + [p for r in part for p in r.pending_ids])
-            self.manifest.forget([r.path for r in part])
-            for r in part:
-                self._emit(FileResult(r.source, "removed", chunks=len(ids[r.path]), root=r.root))
+        if gone:
+            for row, chunks in drop_files(self.manifest, self._writing(), gone):
+                self._emit(FileResult(row.source, "removed", chunks=chunks, root=row.root))
+
+
+def drop_files(manifest: Manifest, store: ChromaStore | StoreProcess, rows: list[FileRow]) -> list[tuple[FileRow, int]]:
+    """Remove these files' chunks from the store and the manifest, by the write protocol (pending,
+    then the store, then the manifest), 500 files at a time. Returns each file with its chunk count."""
+    out: list[tuple[FileRow, int]] = []
+    for i in range(0, len(rows), 500):
+        part = rows[i : i + 500]
+        ids = {r.path: manifest.chunk_ids(r.path) for r in part}
+        manifest.mark_pending([(r.path, r.root, r.source, []) for r in part])
+        store.delete([cid for v in ids.values() for cid in v] + [p for r in part for p in r.pending_ids])
+        manifest.forget([r.path for r in part])
+        out += [(r, len(ids[r.path])) for r in part]
+    return out
 
 
 def forget(manifest: Manifest, store: ChromaStore, path: str) -> list[str]:
     """Drop ``path`` (a file, or every file under a folder) from the index. Returns the sources dropped."""
-    rows = manifest.files(prefix=path)
-    if not rows:
-        return []
-    ids = [cid for r in rows for cid in manifest.chunk_ids(r.path)]
-    manifest.mark_pending([(r.path, r.root, r.source, []) for r in rows])
-    store.delete(ids + [p for r in rows for p in r.pending_ids])
-    manifest.forget([r.path for r in rows])
-    return [r.source for r in rows]
+    return [row.source for row, _ in drop_files(manifest, store, manifest.files(prefix=path))]
