@@ -301,10 +301,7 @@ class Rag:
         lacking = [cid for cid in bare if cid not in found]
         if lacking:
             for c in self.store.get_chunks(lacking):
-                meta = c.metadata
-                found[c.id] = Hit(
-                    c.id, 0.0, str(meta.get("source", "")), int(meta.get("page") or 0) or None, c.text, meta
-                )
+                found[c.id] = Hit.of(c.id, 0.0, c.text, c.metadata)
         return [h if h.metadata else replace(found[h.id], score=h.score) for h in hits if h.metadata or h.id in found]
 
     def start(

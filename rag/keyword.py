@@ -369,9 +369,9 @@ class KeywordIndex:
         for i in range(0, len(values), 500):
             part = values[i : i + 500]
             marks = ",".join("?" * len(part))
-            sql = f"SELECT {key}, id, source, page, meta, text FROM kw_chunks WHERE {key} IN ({marks})"
-            for k, cid, source, page, meta, text in db.execute(sql, part):
-                out[k] = Hit(id=cid, score=0.0, source=source, page=page or None, text=text, metadata=json.loads(meta))
+            sql = f"SELECT {key}, id, meta, text FROM kw_chunks WHERE {key} IN ({marks})"
+            for k, cid, meta, text in db.execute(sql, part):
+                out[k] = Hit.of(cid, 0.0, text, json.loads(meta))
         return out
 
     def ids(self) -> set[str]:

@@ -36,6 +36,11 @@ class Hit:
     text: str
     metadata: dict[str, Any] = field(default_factory=dict)
 
+    @classmethod
+    def of(cls, cid: str, score: float, text: str, meta: dict[str, Any]) -> Hit:
+        """A hit for a stored chunk: source and page come from its metadata."""
+        return cls(cid, score, str(meta.get("source", "")), _page(meta), text, meta)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "id": self.id,
@@ -501,17 +506,7 @@ class ChromaStore:
         metas = res["metadatas"][0] if documents else [{}] * len(ids)
         hits = []
         for cid, doc, meta, dist in zip(ids, docs, metas, res["distances"][0], strict=False):
-            meta = dict(meta or {})
-            hits.append(
-                Hit(
-                    id=cid,
-                    score=1.0 - float(dist),
-                    source=str(meta.get("source", "")),
-                    page=_page(meta),
-                    text=doc or "",
-                    metadata=meta,
-                )
-            )
+            hits.append(Hit.of(cid, 1.0 - float(dist), doc or "", dict(meta or {})))
         return hits
 
     def empty_error(self) -> EmptyIndexError:
