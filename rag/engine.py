@@ -266,7 +266,9 @@ class Rag:
         if how != "keyword":
             check_compatible(info, self.embedder.model, None, self.store.name)
             vector = self.embedder.embed_query(query) if embedding is None else embedding
-            dense = self.store.query(vector, depth, filters.chroma_where(sources), documents=False)
+            dense = self.store.query(
+                vector, depth, sources=sources, page_min=filters.page_min, page_max=filters.page_max, documents=False
+            )
         if how != "dense":
             scope = Scope(paths, filters.page_min, filters.page_max)
             keyword = self.keyword.search(query, depth, scope, texts=how == "keyword")

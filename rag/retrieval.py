@@ -26,7 +26,7 @@ import fnmatch
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Literal
+from typing import Literal
 
 from rag.errors import InvalidRequestError
 from rag.store import Hit
@@ -73,18 +73,6 @@ class Filters:
             if (kind or "") not in wanted and ext not in wanted:
                 return False
         return True
-
-    def chroma_where(self, sources: Sequence[str] | None) -> dict[str, Any] | None:
-        conds: list[dict[str, Any]] = []
-        if sources is not None:
-            conds.append({"source": {"$in": list(sources)}})
-        if self.page_min is not None:
-            conds.append({"page": {"$gte": self.page_min}})
-        if self.page_max is not None:
-            conds.append({"page": {"$lte": self.page_max}})
-        if not conds:
-            return None
-        return conds[0] if len(conds) == 1 else {"$and": conds}
 
 
 def parse_pages(text: str | None) -> tuple[int | None, int | None]:

@@ -94,7 +94,14 @@ class VectorStore(Protocol):
     def get_chunks(self, ids: Sequence[str]) -> list[StoredChunk]: ...
 
     def query(
-        self, embedding: Sequence[float], k: int, where: dict[str, Any] | None = None, *, documents: bool = True
+        self,
+        embedding: Sequence[float],
+        k: int,
+        *,
+        sources: Sequence[str] | None = None,
+        page_min: int | None = None,
+        page_max: int | None = None,
+        documents: bool = True,
     ) -> list[Hit]: ...
 
     def empty_error(self) -> EmptyIndexError: ...
@@ -487,11 +494,19 @@ class ChromaStore:
             return out
 
     def query(
-        self, embedding: Sequence[float], k: int, where: dict[str, Any] | None = None, *, documents: bool = True
+        self,
+        embedding: Sequence[float],
+        k: int,
+        *,
+        sources: Sequence[str] | None = None,
+        page_min: int | None = None,
+        page_max: int | None = None,
+        documents: bool = True,
     ) -> list[Hit]:
-        """The ``k`` nearest chunks (``score`` is cosine similarity), optionally only those
-        whose metadata matches ``where`` (a Chroma filter). ``documents=False`` leaves text and
+        """The ``k`` nearest chunks (``score`` is cosine similarity), optionally only from
+        ``sources`` and pages ``page_min..page_max``. ``documents=False`` leaves text and
         metadata out: fetching them costs Chroma far more than the search itself."""
+        where = _where(sources, page_min, page_max)
         with self._using() as conn:
             col = self._get(conn)
             if col is None:
@@ -532,6 +547,20 @@ class ChromaStore:
         if col is None:
             raise StoreError(f"The collection '{self.name}' does not exist yet; ingest something first.")
         return col
+
+
+def _where(sources: Sequence[str] | None, page_min: int | None, page_max: int | None) -> dict[str, Any] | None:
+    """The Chroma filter for a search's sources and page range (None: everything)."""
+    conds: list[dict[str, Any]] = []
+    if sources is not None:
+        conds.append({"source": {"$in": list(sources)}})
+    if page_min is not None:
+        conds.append({"page": {"$gte": page_min}})
+    if page_max is not None:
+        conds.append({"page": {"$lte": page_max}})
+    if not conds:
+        return None
+    return conds[0] if len(conds) == 1 else {"$and": conds}
 
 
 def _done() -> None:
