@@ -3,12 +3,15 @@ environment, so nothing leaks from the developer's shell or between tests."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import time
+import traceback
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -73,6 +76,42 @@ def run_cli(
     )
 
 
+def invoke_cli(
+    *args: str, env: dict[str, str], timeout: float = 600, input: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`rag ARGS` run in this process with click's CliRunner: what ``run_cli`` returns, without
+    starting a process (~2 s of imports each). ``os.environ`` is made exactly ``env`` for the call
+    (RAG_* variables not in ``env`` are removed) and the working directory is the repository, as
+    for ``run_cli``. An exception escaping the command is appended to stderr as a traceback, the way
+    the interpreter would print it, so "no traceback" assertions mean the same as with a process;
+    a call still running after ``timeout`` seconds raises ``subprocess.TimeoutExpired`` (SIGALRM).
+    Use ``run_cli`` when the test is about the process itself (locks, kills, other users)."""
+    from click.testing import CliRunner
+
+    from rag.cli import cli
+
+    overrides: dict[str, str | None] = {k: v for k, v in env.items() if os.environ.get(k) != v}
+    overrides |= {k: None for k in os.environ if k not in env}
+
+    def expired(signum: int, frame: object) -> None:
+        raise subprocess.TimeoutExpired(["rag", *args], timeout)
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.setitimer(signal.ITIMER_REAL, timeout)
+    try:
+        with contextlib.chdir(REPO):
+            result = CliRunner().invoke(cli, list(args), input=input, env=overrides, prog_name="rag")
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    if isinstance(result.exception, subprocess.TimeoutExpired):
+        raise result.exception
+    stderr = result.stderr
+    if result.exc_info is not None and not isinstance(result.exception, SystemExit):
+        stderr += "".join(traceback.format_exception(*result.exc_info))
+    return subprocess.CompletedProcess(["rag", *args], result.exit_code, result.stdout, stderr)
+
+
 class ServerProcess:
     """A server started as a real process on 127.0.0.1, stopped at teardown."""
 
@@ -84,13 +123,14 @@ class ServerProcess:
         env: dict[str, str] | None = None,
         log: Path | None = None,
         timeout: float = 120,
+        cwd: Path = REPO,
     ) -> None:
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
         self.log = log
         out = open(log, "wb") if log else subprocess.DEVNULL  # noqa: SIM115 - closed in stop()
         self._out = out
-        self.proc = subprocess.Popen(args, env=env or clean_env(), stdout=out, stderr=subprocess.STDOUT, cwd=REPO)
+        self.proc = subprocess.Popen(args, env=env or clean_env(), stdout=out, stderr=subprocess.STDOUT, cwd=cwd)
         deadline = time.monotonic() + timeout
         while True:
             if self.proc.poll() is not None:

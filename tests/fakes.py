@@ -27,6 +27,16 @@ or, as the ``fake_server`` fixture (a fresh server per test, in "ok" mode)::
     from fakes import fake_server_fixture  # noqa: F401
 
     def test_x(fake_server): ...
+
+In-memory fakes of the ``rag.models`` interfaces, for tests about logic rather than models
+(no server, no process)::
+
+    Rag(settings, embedder=FakeEmbedder(settings.embed_model_name), chat=FakeChat())
+
+* ``FakeEmbedder``: hashed bag-of-words unit vectors over ``rag.keyword.terms`` (the same
+  text always gets the same vector; texts sharing words are close, so dense search still
+  finds a passage by its words).
+* ``FakeChat``: streams an answer that cites every numbered source in the prompt, then the usage.
 """
 
 from __future__ import annotations
@@ -35,6 +45,7 @@ import asyncio
 import hashlib
 import json
 import math
+import re
 import socket
 import threading
 import time
@@ -46,11 +57,60 @@ import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
+from rag.keyword import terms
+from rag.models import ChatDelta, Usage
+
 MODES = ("ok", "401", "404_model", "500", "drop", "stall")
 TARGETS = ("all", "chat", "embeddings")
 DIM = 8
 ANSWER_CHUNKS = ("The answer ", "[1", "] [", "9]", ".")
 STALL_MAX = 5.0
+
+
+class FakeEmbedder:
+    """An in-memory ``rag.models.Embedder``: each term of the text (``rag.keyword.terms``:
+    stemmed words, CJK bigrams) adds +-1 to one of ``dim`` coordinates chosen by its hash;
+    the vector is normalised. ``calls`` counts the texts of each ``embed_documents`` call."""
+
+    def __init__(self, model: str = "fake-embed", dim: int = 256) -> None:
+        self.model = model
+        self.dim = dim
+        self.calls: list[int] = []
+
+    def vector(self, text: str) -> list[float]:
+        v = [0.0] * self.dim
+        for term in terms(text) or [text]:
+            h = int.from_bytes(hashlib.sha256(term.encode("utf-8")).digest()[:8], "little")
+            v[h % self.dim] += 1.0 if (h >> 32) & 1 else -1.0
+        norm = math.sqrt(sum(x * x for x in v))
+        return [x / norm for x in v] if norm else [1.0] + [0.0] * (self.dim - 1)
+
+    def embed_documents(self, texts: list[str] | tuple[str, ...]) -> list[list[float]]:
+        self.calls.append(len(texts))
+        return [self.vector(t) for t in texts]
+
+    def embed_query(self, text: str) -> list[float]:
+        return self.vector(text)
+
+
+class FakeChat:
+    """An in-memory ``rag.models.ChatModel``: answers "From the sources [1] [2] ... [n]." in
+    small deltas (markers split across them), n being the number of sources in the prompt,
+    then a last delta with the finish reason and the usage. ``calls`` keeps the messages."""
+
+    def __init__(self, model: str = "fake-chat") -> None:
+        self.model = model
+        self.calls: list[list[dict[str, Any]]] = []
+
+    def stream(self, messages: list[dict[str, Any]], **params: Any) -> Iterator[ChatDelta]:
+        self.calls.append(messages)
+        prompt = str(messages[-1]["content"])
+        n = max((int(m) for m in re.findall(r"^\[(\d+)\] ", prompt, re.MULTILINE)), default=0)
+        text = "From the sources " + " ".join(f"[{i}]" for i in range(1, n + 1)) + "."
+        pieces = [text[i : i + 3] for i in range(0, len(text), 3)]
+        for piece in pieces:
+            yield ChatDelta(piece)
+        yield ChatDelta(finish_reason="stop", usage=Usage(len(prompt) // 4, len(pieces), estimated=False))
 
 
 class StreamDropped(RuntimeError):

@@ -25,7 +25,7 @@ from fpdf import FPDF
 from pypdf import PdfWriter
 
 from rag import Rag, Settings
-from tests.conftest import BIN, DATA, REPO, ServerProcess, clean_env, run_cli
+from tests.conftest import BIN, DATA, REPO, ServerProcess, clean_env, invoke_cli
 
 DEEP = "/".join(["d"] * 120) + "/deep.md"
 GOOD = ["returns-policy.md", "x200-user-guide.pdf", "z10-release-notes.txt"]
@@ -134,7 +134,7 @@ def documents(r: Rag, source: str) -> list[str]:
 
 
 def test_help_documents_the_exit_status() -> None:
-    proc = run_cli("ingest", "--help", env=clean_env())
+    proc = invoke_cli("ingest", "--help", env=clean_env())
     assert proc.returncode == 0
     text = " ".join(proc.stdout.split())
     assert "Exit status: 0 every file ingested" in text

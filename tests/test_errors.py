@@ -13,7 +13,7 @@ from subprocess import CompletedProcess
 from typing import Any
 
 import pytest
-from conftest import DATA, clean_env, free_port, parse_sse, run_cli
+from conftest import DATA, clean_env, free_port, invoke_cli, parse_sse, run_cli
 from fakes import FakeOpenAIServer, fake_server_fixture  # noqa: F401 - provides the fake_server fixture
 from fastapi.testclient import TestClient
 
@@ -77,7 +77,8 @@ def one_error_line(proc: CompletedProcess[str]) -> str:
 
 @pytest.fixture(scope="module")
 def built_index(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """data/ ingested through the CLI with the fake in "ok" mode and embedding model EMBED."""
+    """data/ ingested through the CLI with the fake in "ok" mode and embedding model EMBED (a real
+    process: its index is copied while no client of this process holds it open)."""
     index = tmp_path_factory.mktemp("fake-built") / "index"
     with FakeOpenAIServer() as fake:
         proc = run_cli("ingest", str(DATA), env=cli_env(index, fake.base_url), timeout=60)
@@ -132,14 +133,14 @@ def assert_error_body(resp: Any, status: int, code: str) -> dict[str, Any]:
 
 def test_cli_ingest_server_down(empty_index: Path) -> None:
     url = dead_url()
-    line = one_error_line(run_cli("ingest", str(DATA), env=cli_env(empty_index, url), timeout=CLI_TIMEOUT))
+    line = one_error_line(invoke_cli("ingest", str(DATA), env=cli_env(empty_index, url), timeout=CLI_TIMEOUT))
     assert url in line
     assert "Cannot reach the embeddings server" in line
 
 
 def test_cli_ask_server_down(index_dir: Path) -> None:
     url = dead_url()
-    proc = run_cli("ask", "How long is the warranty?", env=cli_env(index_dir, url), timeout=CLI_TIMEOUT)
+    proc = invoke_cli("ask", "How long is the warranty?", env=cli_env(index_dir, url), timeout=CLI_TIMEOUT)
     line = one_error_line(proc)
     assert url in line
     assert "Cannot reach" in line
@@ -148,7 +149,7 @@ def test_cli_ask_server_down(index_dir: Path) -> None:
 
 def test_cli_ask_bad_api_key(index_dir: Path, fake_server: FakeOpenAIServer) -> None:
     fake_server.mode = "401"
-    proc = run_cli(
+    proc = invoke_cli(
         "ask", "How long is the warranty?", env=cli_env(index_dir, fake_server.base_url), timeout=CLI_TIMEOUT
     )
     line = one_error_line(proc)
@@ -158,7 +159,7 @@ def test_cli_ask_bad_api_key(index_dir: Path, fake_server: FakeOpenAIServer) -> 
 
 def test_cli_ingest_unknown_embedding_model(empty_index: Path, fake_server: FakeOpenAIServer) -> None:
     fake_server.mode = "404_model"
-    proc = run_cli("ingest", str(DATA), env=cli_env(empty_index, fake_server.base_url), timeout=CLI_TIMEOUT)
+    proc = invoke_cli("ingest", str(DATA), env=cli_env(empty_index, fake_server.base_url), timeout=CLI_TIMEOUT)
     line = one_error_line(proc)
     assert f"'{EMBED}'" in line
     assert "RAG_EMBED_MODEL" in line
@@ -166,7 +167,7 @@ def test_cli_ingest_unknown_embedding_model(empty_index: Path, fake_server: Fake
 
 def test_cli_ask_unknown_chat_model(index_dir: Path, fake_server: FakeOpenAIServer) -> None:
     fake_server.mode, fake_server.target = "404_model", "chat"
-    proc = run_cli(
+    proc = invoke_cli(
         "ask", "How long is the warranty?", env=cli_env(index_dir, fake_server.base_url), timeout=CLI_TIMEOUT
     )
     line = one_error_line(proc)
@@ -177,7 +178,7 @@ def test_cli_ask_unknown_chat_model(index_dir: Path, fake_server: FakeOpenAIServ
 
 @pytest.mark.parametrize("command", ["ask", "search"])
 def test_cli_empty_index(command: str, empty_index: Path, fake_server: FakeOpenAIServer) -> None:
-    proc = run_cli(command, "warranty", env=cli_env(empty_index, fake_server.base_url), timeout=CLI_TIMEOUT)
+    proc = invoke_cli(command, "warranty", env=cli_env(empty_index, fake_server.base_url), timeout=CLI_TIMEOUT)
     line = one_error_line(proc)
     assert "is empty" in line
     assert "rag ingest" in line
@@ -185,7 +186,7 @@ def test_cli_empty_index(command: str, empty_index: Path, fake_server: FakeOpenA
 
 
 def test_cli_empty_question(empty_index: Path) -> None:
-    proc = run_cli("ask", "  ", env=cli_env(empty_index, dead_url()), timeout=CLI_TIMEOUT)
+    proc = invoke_cli("ask", "  ", env=cli_env(empty_index, dead_url()), timeout=CLI_TIMEOUT)
     line = one_error_line(proc)
     assert "question is empty" in line
     assert proc.stdout == ""
@@ -195,7 +196,7 @@ def test_cli_empty_question(empty_index: Path) -> None:
 def test_cli_embedding_model_mismatch(command: str, index_dir: Path, fake_server: FakeOpenAIServer) -> None:
     args = ["ask", "How long is the warranty?"] if command == "ask" else ["ingest", str(DATA)]
     env = cli_env(index_dir, fake_server.base_url) | {"RAG_EMBED_MODEL": OTHER_EMBED}
-    line = one_error_line(run_cli(*args, env=env, timeout=CLI_TIMEOUT))
+    line = one_error_line(invoke_cli(*args, env=env, timeout=CLI_TIMEOUT))
     assert f"'{EMBED}'" in line and f"'{OTHER_EMBED}'" in line
     assert "rag reindex" in line
     assert "--collection" in line

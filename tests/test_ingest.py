@@ -1,5 +1,7 @@
-"""Ingest on real parts: real files, a real Chroma in a temp dir, the embedded
-embedder behind its real /v1/embeddings HTTP app."""
+"""Ingest on real parts: real files, a real Chroma in a temp dir, the embedded default's
+chunking. Where a test is about what ingest does with files, the embedder is an in-memory
+fake (tests/fakes.py); where it is about what the embedded models find or say, they are the
+real ones behind their /v1 HTTP apps (one shared index, ``embedded_rag_session``)."""
 
 from __future__ import annotations
 
@@ -8,15 +10,23 @@ from pathlib import Path
 import pytest
 
 from rag import EmptyIndexError, IndexMismatchError, Rag, Settings
+from rag.answer import Event
 from tests.conftest import DATA, ServerProcess, free_port
+from tests.fakes import FakeChat, FakeEmbedder
 
 
 def _all(r: Rag) -> dict[str, dict[str, object]]:
     return r.store.get_metadata({})
 
 
-def test_ingest_twice_gives_same_ids_and_count(settings: Settings) -> None:
-    with Rag(settings) as r:
+def fake_rag(settings: Settings) -> Rag:
+    """A Rag on ``settings`` (chunks sized by the embedded model's tokenizer) whose embedder and
+    chat are in-memory fakes: no model server is started."""
+    return Rag(settings, embedder=FakeEmbedder(settings.embed_model_name), chat=FakeChat())
+
+
+def test_ingest_twice_gives_same_ids_and_count(settings: Settings, embedded_rag_session: Rag) -> None:
+    with fake_rag(settings) as r:
         first = r.ingest([DATA])
         ids1 = set(_all(r))
         assert first.count("added") == 6 and not first.failed
@@ -25,23 +35,24 @@ def test_ingest_twice_gives_same_ids_and_count(settings: Settings) -> None:
         assert second.count("unchanged") == 6 and second.chunks == 0
         assert set(_all(r)) == ids1
     # A fresh process-level index built the same way gets the same ids too.
-    with Rag(Settings(index_dir=settings.index_dir.parent / "other")) as r2:
+    with fake_rag(Settings(index_dir=settings.index_dir.parent / "other")) as r2:
         r2.ingest([DATA])
         assert set(_all(r2)) == ids1
+    # And so does the one built with the real embedded embedder: ids do not depend on vectors.
+    assert set(_all(embedded_rag_session)) == ids1
 
 
-def test_pdf_chunks_carry_their_page(settings: Settings) -> None:
-    with Rag(settings) as r:
-        r.ingest([DATA])
-        pdf = [m for m in _all(r).values() if m["source"] == "x200-user-guide.pdf"]
-        assert {m["page"] for m in pdf} == {1, 2, 3, 4}
-        hits = r.search("How long is the warranty on the X200?", k=3)
-        assert (hits[0].source, hits[0].page) == ("x200-user-guide.pdf", 3)
-        assert "3 years (36 months)" in hits[0].text
+def test_pdf_chunks_carry_their_page(embedded_rag_session: Rag) -> None:
+    r = embedded_rag_session  # data/ ingested with the real embedded embedder
+    pdf = [m for m in _all(r).values() if m["source"] == "x200-user-guide.pdf"]
+    assert {m["page"] for m in pdf} == {1, 2, 3, 4}
+    hits = r.search("How long is the warranty on the X200?", k=3)
+    assert (hits[0].source, hits[0].page) == ("x200-user-guide.pdf", 3)
+    assert "3 years (36 months)" in hits[0].text
 
 
 def test_changed_and_deleted_files_are_updated(settings: Settings, data_copy: Path) -> None:
-    with Rag(settings) as r:
+    with fake_rag(settings) as r:
         r.ingest([data_copy])
         before = _all(r)
         notes = data_copy / "z10-release-notes.txt"
@@ -66,7 +77,7 @@ def test_unreadable_and_unsupported_files_are_reported(settings: Settings, data_
     (data_copy / "junk.txt").write_bytes(b"\x00\x01binary\x00" * 100)
     (data_copy / "image.png").write_bytes(b"\x89PNG....")
     (data_copy / "broken.pdf").write_bytes(b"%PDF-1.4\n1 0 obj <<")
-    with Rag(settings) as r:
+    with fake_rag(settings) as r:
         report = r.ingest([data_copy])
     by = {f.source: f for f in report.files}
     assert by["empty.txt"].status == "skipped" and "empty" in (by["empty.txt"].error or "")  # not a failure
@@ -88,8 +99,20 @@ def test_chinese_question_finds_chinese_document(embedded_rag_session: Rag) -> N
     assert "滤网更换" in (hits[0].metadata.get("heading") or "")
 
 
+@pytest.mark.slow  # starts the real embedded chat model and generates: 7-55 s measured on 2 cores
 def test_library_stream_events(embedded_rag_session: Rag) -> None:
-    events = list(embedded_rag_session.stream("What is the restocking fee for opened items?"))
+    check_stream_events(list(embedded_rag_session.stream("What is the restocking fee for opened items?")))
+
+
+def test_library_stream_events_with_fakes(settings: Settings) -> None:
+    """The same events from the same code, with an in-memory embedder and chat model."""
+    with fake_rag(settings) as r:
+        r.ingest([DATA])
+        check_stream_events(list(r.stream("What is the restocking fee for opened items?")))
+        assert isinstance(r.chat, FakeChat) and len(r.chat.calls) == 1
+
+
+def check_stream_events(events: list[Event]) -> None:
     kinds = [e.type for e in events]
     assert kinds[0] == "sources" and kinds[-1] == "done" and "token" in kinds
     done = events[-1].data
@@ -101,10 +124,10 @@ def test_library_stream_events(embedded_rag_session: Rag) -> None:
 
 
 def test_other_embedding_model_is_refused(settings: Settings) -> None:
-    with Rag(settings) as r:
+    with fake_rag(settings) as r:
         r.ingest([DATA / "returns-policy.md"])
     other = Settings(index_dir=settings.index_dir, embed_model="another-model", embed_base_url=None)
-    with Rag(other) as r2, pytest.raises(IndexMismatchError, match="rag reindex"):
+    with fake_rag(other) as r2, pytest.raises(IndexMismatchError, match="rag reindex"):
         r2.ingest([DATA / "returns-policy.md"])
 
 

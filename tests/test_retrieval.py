@@ -23,11 +23,34 @@ from rag.evaluate import Expected, load_questions, ranks
 from rag.keyword import Scope, match_expression, stem, terms
 from rag.retrieval import Filters, Fusion, fuse, parse_pages
 from rag.store import Hit
-from tests.conftest import DATA, ServerProcess, clean_env, instant_settings, run_cli
+from tests.conftest import DATA, ServerProcess, clean_env, instant_settings, invoke_cli
+
+
+@pytest.fixture(scope="module")
+def indexed_docs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The copy of data/ that ``indexed`` holds; no test may change it."""
+    docs = tmp_path_factory.mktemp("indexed") / "docs"
+    shutil.copytree(DATA, docs)
+    return docs
+
+
+@pytest.fixture(scope="module")
+def indexed(
+    tmp_path_factory: pytest.TempPathFactory, instant_embeddings: ServerProcess, indexed_docs: Path
+) -> Iterator[Rag]:
+    """One index of data/ shared by the tests that only search it (ingested once per module)."""
+    with pytest.MonkeyPatch.context() as env:  # settings from no RAG_* but ours, as in every test
+        for key in [k for k in os.environ if k.startswith("RAG_")]:
+            env.delenv(key)
+        settings = instant_settings(tmp_path_factory.mktemp("indexed") / "index", instant_embeddings)
+    with Rag(settings) as r:
+        r.ingest([indexed_docs])
+        yield r
 
 
 @pytest.fixture
-def indexed(tmp_path: Path, instant_embeddings: ServerProcess, data_copy: Path) -> Iterator[Rag]:
+def own_index(tmp_path: Path, instant_embeddings: ServerProcess, data_copy: Path) -> Iterator[Rag]:
+    """A private index of a private copy of data/, for a test that changes them."""
     with Rag(instant_settings(tmp_path / "index", instant_embeddings)) as r:
         r.ingest([data_copy])
         yield r
@@ -68,8 +91,8 @@ def test_match_expression_quotes_every_term() -> None:
 
 
 # -- the keyword index follows ingest ---------------------------------------------------------------
-def test_keyword_index_holds_exactly_the_committed_chunks(indexed: Rag, data_copy: Path) -> None:
-    r = indexed
+def test_keyword_index_holds_exactly_the_committed_chunks(own_index: Rag, data_copy: Path) -> None:
+    r = own_index
     assert len(consistent(r)) > 10
     # Edit one file, delete one, rename one, add one: the next run keeps all three indexes equal.
     notes = data_copy / "z10-release-notes.txt"
@@ -144,7 +167,7 @@ def test_fuse_weights_and_normalisation() -> None:
 
 # -- filters --------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("mode", ["dense", "keyword", "hybrid"])
-def test_filters_apply_in_every_mode(indexed: Rag, data_copy: Path, mode: str) -> None:
+def test_filters_apply_in_every_mode(indexed: Rag, indexed_docs: Path, mode: str) -> None:
     q = "warranty support returns firmware HEPA 滤网 Q7 hours"
 
     def sources(**f: object) -> set[str]:
@@ -153,7 +176,7 @@ def test_filters_apply_in_every_mode(indexed: Rag, data_copy: Path, mode: str) -
 
     assert sources(paths=("zh/",)) == {"zh/q7-air-purifier.md"}
     assert sources(paths=("*.md",)) <= {"returns-policy.md", "zh/q7-air-purifier.md"}
-    assert sources(paths=(str(data_copy / "z10"),)) == {"z10-release-notes.txt"}
+    assert sources(paths=(str(indexed_docs / "z10"),)) == {"z10-release-notes.txt"}
     assert sources(types=("pdf",)) == {"x200-user-guide.pdf"}
     assert sources(types=(".txt", "html")) <= {"z10-release-notes.txt", "support-hours.html"}
     pages = {h.page for h in indexed.search(q, 20, mode=mode, filters=Filters(page_min=2, page_max=3))}  # type: ignore[arg-type]
@@ -197,7 +220,7 @@ def test_http_search_takes_the_same_options(indexed: Rag) -> None:
 
 # -- CLI ----------------------------------------------------------------------------------------------------
 def cli_ingested(tmp_path: Path, server: ServerProcess) -> dict[str, str]:
-    """The environment of a `rag` process whose index holds a copy of data/, ingested by the CLI."""
+    """The environment for `rag` whose index holds a copy of data/, ingested by the CLI (in this process)."""
     env = clean_env(
         RAG_INDEX_DIR=str(tmp_path / "index"),
         RAG_EMBED_BASE_URL=server.url + "/v1",
@@ -205,22 +228,22 @@ def cli_ingested(tmp_path: Path, server: ServerProcess) -> dict[str, str]:
     )
     docs = tmp_path / "docs"
     shutil.copytree(DATA, docs)
-    assert run_cli("ingest", str(docs), env=env).returncode == 0
+    assert invoke_cli("ingest", str(docs), env=env).returncode == 0
     return env
 
 
 def test_cli_search_modes_and_filters(tmp_path: Path, instant_embeddings: ServerProcess) -> None:
     env = cli_ingested(tmp_path, instant_embeddings)
-    out = run_cli("search", "SUPPORTED_FORMATS", "--mode", "keyword", "-k", "2", "--json", env=env)
+    out = invoke_cli("search", "SUPPORTED_FORMATS", "--mode", "keyword", "-k", "2", "--json", env=env)
     assert out.returncode == 0, out.stderr
     assert "SUPPORTED_FORMATS" in json.loads(out.stdout)[0]["text"]
-    out = run_cli("search", "warranty", "--type", "pdf", "--pages", "3", "--json", env=env)
+    out = invoke_cli("search", "warranty", "--type", "pdf", "--pages", "3", "--json", env=env)
     assert {(h["source"], h["page"]) for h in json.loads(out.stdout)} == {("x200-user-guide.pdf", 3)}
-    out = run_cli("search", "warranty", "--path", "nowhere/", env=env)
+    out = invoke_cli("search", "warranty", "--path", "nowhere/", env=env)
     assert out.returncode == 0 and "No chunk matches" in out.stderr
-    out = run_cli("search", "warranty", "--pages", "x", env=env)
+    out = invoke_cli("search", "warranty", "--pages", "x", env=env)
     assert out.returncode == 1 and "Invalid page range" in out.stderr
-    assert "--mode [dense|keyword|hybrid]" in run_cli("ask", "--help", env=env).stdout
+    assert "--mode [dense|keyword|hybrid]" in invoke_cli("ask", "--help", env=env).stdout
 
 
 # -- evaluation harness ----------------------------------------------------------------------------------------
@@ -260,7 +283,7 @@ def test_cli_eval_scores_every_mode(tmp_path: Path, instant_embeddings: ServerPr
         {"question": "X200 warranty", "expected": [{"source": "x200-user-guide.pdf", "page": 3}]},
     ]
     qa.write_text("".join(json.dumps(x, ensure_ascii=False) + "\n" for x in lines))
-    out = run_cli("eval", str(qa), "--json", env=env)
+    out = invoke_cli("eval", str(qa), "--json", env=env)
     assert out.returncode == 0, out.stderr
     report = json.loads(out.stdout)
     assert report["questions"] == 4 and set(report["modes"]) == {"dense", "keyword", "hybrid"}
@@ -270,13 +293,13 @@ def test_cli_eval_scores_every_mode(tmp_path: Path, instant_embeddings: ServerPr
     assert report["modes"]["hybrid"]["hit@10"] >= kw["hit@10"] - 0.25
     for m in report["modes"].values():
         assert 0 <= m["hit@1"] <= m["hit@5"] <= m["hit@10"] <= 1 and 0 <= m["ndcg@10"] <= 1
-    text = run_cli("eval", str(qa), "--mode", "keyword", env=env)
+    text = invoke_cli("eval", str(qa), "--mode", "keyword", env=env)
     assert text.returncode == 0 and "keyword" in text.stdout and "dense" not in text.stdout
     qa.write_text(json.dumps({"question": "q", "expected": [{"source": "not/there.md"}]}) + "\n")
-    warned = run_cli("eval", str(qa), "--mode", "keyword", env=env)
+    warned = invoke_cli("eval", str(qa), "--mode", "keyword", env=env)
     assert warned.returncode == 0 and "1 expected source(s) are not in 'rag'" in warned.stderr
     assert "not/there.md" in warned.stderr
-    bad = run_cli("eval", str(tmp_path / "missing.jsonl"), env=env)
+    bad = invoke_cli("eval", str(tmp_path / "missing.jsonl"), env=env)
     assert bad.returncode == 2 and "does not exist" in bad.stderr
     assert os.path.exists(qa)
 
@@ -324,7 +347,8 @@ def test_memory_bm25_catches_up_with_another_writer(
         assert reader.search("marmoset", 1, mode="keyword")[0].source == "late.md"
 
 
-def test_keyword_tables_from_an_older_version_are_rebuilt(indexed: Rag) -> None:
+def test_keyword_tables_from_an_older_version_are_rebuilt(own_index: Rag) -> None:
+    indexed = own_index
     path = indexed.manifest.path
     indexed.close()
     db = sqlite3.connect(path)

@@ -22,7 +22,7 @@ from ingest.progress import ConsoleProgress
 from ingest.report import FileResult
 from ingest.walker import Selection
 from rag import IndexBusyError, Rag, Settings
-from tests.conftest import BIN, DATA, ServerProcess, clean_env, run_cli, start_instant_embeddings
+from tests.conftest import BIN, DATA, ServerProcess, clean_env, invoke_cli, start_instant_embeddings
 from tests.pdfs import hand_pdf, slow_stream
 
 LONG = "\n\n".join(f"Paragraph {i}: the pump {i} moves {i * 7} litres of water per minute." for i in range(60))
@@ -67,7 +67,7 @@ def stored(r: Rag) -> set[str]:
 def test_include_exclude_globs(tmp_path: Path, server: ServerProcess) -> None:
     root = tree(tmp_path / "d", {f: f"text of {f}\n" for f in ["a.md", "b.txt", "gen/c.md", "sub/d.md", "sub/e.txt"]})
     env = env_for(tmp_path, server.url)
-    proc = run_cli("ingest", str(root), "--include", "*.md", "--exclude", "gen/", "--json", env=env)
+    proc = invoke_cli("ingest", str(root), "--include", "*.md", "--exclude", "gen/", "--json", env=env)
     assert proc.returncode == 0, proc.stderr
     assert {f["source"] for f in json.loads(proc.stdout)["files"]} == {"a.md", "sub/d.md"}
     with Rag(settings_for(tmp_path, server)) as r:
@@ -88,7 +88,7 @@ def test_hidden_junk_and_virtualenv_folders(tmp_path: Path, server: ServerProces
         for selection, expected in cases:
             r.ingest([root], selection=selection)  # files no longer selected are removed
             assert ingested(r) == stored(r) == expected, selection
-    proc = run_cli("ingest", str(root), "--hidden", "--all-folders", env=env_for(tmp_path / "cli", server.url))
+    proc = invoke_cli("ingest", str(root), "--hidden", "--all-folders", env=env_for(tmp_path / "cli", server.url))
     assert proc.returncode == 0 and "  added     .git/notes.md" in proc.stderr, proc.stderr
 
 
@@ -99,7 +99,7 @@ def test_gitignore_only_with_the_flag_nested_and_negated(tmp_path: Path, server:
     with Rag(settings_for(tmp_path, server)) as r:
         r.ingest([root])
         assert ingested(r) == {"notes.md", "a.log", "sub/keep.log", "sub/other.log", "build/b.md"}
-    proc = run_cli("ingest", str(root), "--gitignore", env=env_for(tmp_path, server.url))
+    proc = invoke_cli("ingest", str(root), "--gitignore", env=env_for(tmp_path, server.url))
     assert proc.returncode == 0, proc.stderr
     with Rag(settings_for(tmp_path, server)) as r:
         assert ingested(r) == stored(r) == {"notes.md", "sub/keep.log"}  # as `git status --ignored` says
@@ -146,29 +146,29 @@ def test_new_chunk_settings_rechunk_and_reuse_identical_texts(tmp_path: Path, se
 
 def test_other_model_refused_then_reindex_rebuilds(tmp_path: Path, server: ServerProcess) -> None:
     root = tree(tmp_path / "d", {"a.md": "alpha\n", "b.md": LONG})
-    assert run_cli("ingest", str(root), env=env_for(tmp_path, server.url)).returncode == 0
+    assert invoke_cli("ingest", str(root), env=env_for(tmp_path, server.url)).returncode == 0
     other = env_for(tmp_path, server.url, model="instant-2")
-    refused = run_cli("ingest", str(root), env=other)
+    refused = invoke_cli("ingest", str(root), env=other)
     assert refused.returncode == 1 and "rag reindex" in refused.stderr and "Traceback" not in refused.stderr
-    rebuilt = run_cli("reindex", "--yes", env=other)
+    rebuilt = invoke_cli("reindex", "--yes", env=other)
     assert rebuilt.returncode == 0, rebuilt.stderr
-    info = json.loads(run_cli("status", "--json", env=other).stdout)
+    info = json.loads(invoke_cli("status", "--json", env=other).stdout)
     assert info["embed_model"] == "instant-2" and info["files"] == 2 and info["chunks"] > 2
-    assert run_cli("ingest", str(root), env=other).returncode == 0
+    assert invoke_cli("ingest", str(root), env=other).returncode == 0
 
 
 def test_forget_file_folder_and_missing_folder(tmp_path: Path, server: ServerProcess) -> None:
     files = ["a.md", "sub/b.md", "sub/c.md", "old/d.md", "keep.md"]
     root = tree(tmp_path / "d", {f: f"text of {f}\n" for f in files})
     env = env_for(tmp_path, server.url)
-    assert run_cli("ingest", str(root), env=env).returncode == 0
+    assert invoke_cli("ingest", str(root), env=env).returncode == 0
     shutil.rmtree(root / "old")
     for target, n in [(root / "a.md", 1), (root / "sub", 2), (root / "old", 1)]:
-        proc = run_cli("forget", str(target), env=env)
+        proc = invoke_cli("forget", str(target), env=env)
         assert proc.returncode == 0 and f"Removed {n} file(s)" in proc.stderr, proc.stderr
-    missing = run_cli("forget", str(root / "never"), env=env)
+    missing = invoke_cli("forget", str(root / "never"), env=env)
     assert missing.returncode == 1 and "Nothing in the index is under" in missing.stderr
-    info = json.loads(run_cli("status", "--json", env=env).stdout)
+    info = json.loads(invoke_cli("status", "--json", env=env).stdout)
     assert [s["source"] for s in info["sources"]] == ["keep.md"] and info["files"] == 1
     with Rag(settings_for(tmp_path, server)) as r:
         assert stored(r) == {"keep.md"} and r.store.count() == 1
@@ -177,7 +177,7 @@ def test_forget_file_folder_and_missing_folder(tmp_path: Path, server: ServerPro
 
 def test_progress_json_log_lines_and_bar(tmp_path: Path, server: ServerProcess) -> None:
     root = tree(tmp_path / "d", {"a.md": "alpha\n", "b.txt": "beta\n"})
-    proc = run_cli("ingest", str(root), "--json", env=env_for(tmp_path, server.url))
+    proc = invoke_cli("ingest", str(root), "--json", env=env_for(tmp_path, server.url))
     assert proc.returncode == 0, proc.stderr
     summary = json.loads(proc.stdout)["summary"]
     assert {"added", "updated", "unchanged", "removed", "failed", "skipped", "seconds"} <= set(summary)
@@ -201,7 +201,7 @@ def test_server_failing_twice_then_recovering(tmp_path: Path) -> None:
     srv = start_server(tmp_path, "--fail-first", "2", "--fail-status", "500")
     try:
         root = tree(tmp_path / "d", {f"f{i}.md": f"file {i}\n" for i in range(5)})
-        proc = run_cli("ingest", str(root), env=env_for(tmp_path, srv.url, RAG_MAX_RETRIES="3"))
+        proc = invoke_cli("ingest", str(root), env=env_for(tmp_path, srv.url, RAG_MAX_RETRIES="3"))
         assert proc.returncode == 0, proc.stderr
         assert "5 added" in proc.stderr and "0 failed" in proc.stderr
     finally:
@@ -213,13 +213,13 @@ def test_server_always_failing_aborts_cleanly_then_rerun_completes(tmp_path: Pat
     root = tree(tmp_path / "d", {f"f{i}.md": f"file {i}\n" for i in range(12)})
     try:
         env = env_for(tmp_path, bad.url, RAG_MAX_RETRIES="0", RAG_EMBED_BATCH_SIZE="1", RAG_EMBED_CONCURRENCY="1")
-        proc = run_cli("ingest", str(root), env=env)
+        proc = invoke_cli("ingest", str(root), env=env)
     finally:
         bad.stop()
     assert proc.returncode == 1, proc.stderr
     assert "Stopped after 3 embedding requests in a row failed" in proc.stderr and "HTTP 500" in proc.stderr
     assert "Traceback" not in proc.stderr
-    again = run_cli("ingest", str(root), env=env_for(tmp_path, server.url))
+    again = invoke_cli("ingest", str(root), env=env_for(tmp_path, server.url))
     assert again.returncode == 0 and "0 failed" in again.stderr, again.stderr
     with Rag(settings_for(tmp_path, server)) as r:
         assert ingested(r) == stored(r) == {f"f{i}.md" for i in range(12)}
@@ -231,7 +231,7 @@ def test_input_refused_by_the_server_fails_only_its_own_file(tmp_path: Path) -> 
     files = {f"f{i}.md": f"file {i} about pumps\n" for i in range(12)} | {"bad.md": "this file holds POISON\n"}
     root = tree(tmp_path / "d", files)
     try:
-        proc = run_cli("ingest", "--json", str(root), env=env_for(tmp_path, srv.url, RAG_MAX_RETRIES="0"))
+        proc = invoke_cli("ingest", "--json", str(root), env=env_for(tmp_path, srv.url, RAG_MAX_RETRIES="0"))
     finally:
         srv.stop()
     assert proc.returncode == 3, proc.stderr
@@ -263,7 +263,7 @@ def test_one_writer_per_index_and_a_killed_ingest_leaves_no_lock(tmp_path: Path,
             time.sleep(0.05)
         for args in (("ingest", str(root)), ("forget", str(root / "f1.md")), ("reset", "--yes")):
             t = time.monotonic()
-            busy = run_cli(*args, env=env)
+            busy = invoke_cli(*args, env=env)  # in this process: the lock is held by another one
             assert busy.returncode == 1, busy.stderr
             assert f"Another process (pid {first.pid}) is writing to collection 'rag'" in busy.stderr
             assert "Traceback" not in busy.stderr
@@ -277,7 +277,7 @@ def test_one_writer_per_index_and_a_killed_ingest_leaves_no_lock(tmp_path: Path,
         stuck.stop()
     assert first.returncode == -9
     assert lock.read_text() == str(first.pid)  # the file stays, naming a dead process: the flock is the lock
-    again = run_cli("ingest", str(root), env=env)
+    again = invoke_cli("ingest", str(root), env=env)
     assert again.returncode == 0, again.stderr
     with Rag(settings_for(tmp_path, server)) as r:
         assert ingested(r) == stored(r) == {f"f{i}.md" for i in range(60)}

@@ -120,6 +120,7 @@ def test_library_sees_what_the_writer_process_wrote(tmp_path: Path, instant_embe
         assert [h.source for h in only] == ["gen/late.md"]
 
 
+@pytest.mark.slow  # kill -9 of a real `rag ingest`'s writer process mid-run, then real reruns: ~15 s
 def test_writer_process_dying_is_one_clear_error_and_a_rerun_repairs(
     tmp_path: Path, slow_embeddings: ServerProcess
 ) -> None:
