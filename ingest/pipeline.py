@@ -22,10 +22,11 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from ingest.chunker import Chunker
+from ingest.embedstage import ABORT_AFTER_FAILED_BATCHES, EmbedStage, fatal
 from ingest.jobs import Job, chunk_file, hash_file, read_limited
 from ingest.loaders import LoadError
 from ingest.manifest import FileRow, Manifest
@@ -35,29 +36,18 @@ from ingest.storeproc import StoreProcess
 from ingest.walker import Candidate, Selection, os_error_reason, walk
 from ingest.writer import Writer
 from rag.errors import (
-    IndexMismatchError,
-    ModelAuthError,
-    ModelNotFoundError,
-    ModelUnreachableError,
     RagError,
 )
 from rag.models import Embedder
 from rag.settings import Settings
 from rag.store import ChromaStore, check_compatible
 
-# After this many embedding batches fail in a row the server is down, not a file bad: stop.
-ABORT_AFTER_FAILED_BATCHES = 3
 # Priority of the parse threads and PDF workers (nice value) relative to the embedder.
 BACKGROUND_NICE = 10
 # RAG_WRITE_PROCESS=auto writes from a child process when this much is to be indexed. The child
 # costs ~1 s to start (Python and Chroma imports); writing in-process costs the GIL time of every
 # other stage, ~30% of Chroma's own, which passes 1 s at ~3,000 chunks (1-2 MB of files).
 WRITE_PROCESS_MIN_BYTES = 2 << 20
-
-
-def _fatal(exc: RagError) -> bool:
-    """Errors no other file would escape: the server is down, or refuses our key or model."""
-    return isinstance(exc, ModelUnreachableError | ModelAuthError | ModelNotFoundError | IndexMismatchError)
 
 
 class Ingestor:
@@ -229,61 +219,11 @@ class Ingestor:
         writer = Writer(self.manifest, lambda: self.db, self.chunker, self.model, self._dim, s.write_batch, self._emit)
         writer_thread = threading.Thread(target=writer.run, args=(write_q,), name="rag-writer", daemon=True)
         writer_thread.start()
-        # Each request in flight, with its (job, chunk index) items and whether it is one file's retry.
-        inflight: dict[Future[list[list[float]]], tuple[list[tuple[Job, int]], bool]] = {}
-        retries: list[list[tuple[Job, int]]] = []
-        failed_batches = 0
-        abort: RagError | None = None
 
         def send(job: Job) -> None:
             if not job.sent:
                 job.sent = True
                 write_q.put(job)
-
-        def drain(block: bool) -> None:
-            nonlocal failed_batches, abort
-            if not inflight:
-                return
-            done, _ = wait(list(inflight), timeout=None if block else 0, return_when=FIRST_COMPLETED)
-            for fut in done:
-                items, alone = inflight.pop(fut)
-                try:
-                    vectors = fut.result()
-                except RagError as exc:
-                    jobs = list({id(job): job for job, _ in items if not job.sent}.values())
-                    if not _fatal(exc) and not alone and len(jobs) > 1 and abort is None:
-                        # A request fails whole for one bad input (a server's own length limit, say):
-                        # send each file's part again on its own, so only the file at fault fails.
-                        retries.extend([(j, i) for j, i in items if j is job] for job in jobs)
-                        continue
-                    if exc.code != "bad_request":  # a refused input is the file's fault, not the server's
-                        failed_batches += 1
-                    if failed_batches >= ABORT_AFTER_FAILED_BATCHES or _fatal(exc):
-                        abort = exc
-                        if _fatal(exc):
-                            continue  # not the files' fault: leave them for the next run
-                    for job in jobs:
-                        job.fail(f"embedding failed: {exc.message}", kind="model")
-                        send(job)
-                    continue
-                failed_batches = 0
-                for (job, i), vec in zip(items, vectors, strict=True):
-                    job.vectors[i] = vec
-                    job.missing -= 1
-                    if job.missing == 0:
-                        send(job)
-
-        def submit(items: list[tuple[Job, int]], alone: bool = False) -> None:
-            while len(inflight) >= s.embed_concurrency * 2:
-                drain(block=True)
-            texts = [job.chunks[i].text for job, i in items]
-            inflight[embed_pool.submit(self._embed, texts)] = (items, alone)
-
-        def resubmit() -> None:
-            while retries:
-                part = retries.pop()
-                if abort is None and not part[0][0].sent:
-                    submit(part, alone=True)
 
         buffer: list[tuple[Job, int]] = []
         lookahead: deque[tuple[Job, Future[None]]] = deque()
@@ -292,14 +232,15 @@ class Ingestor:
             ThreadPoolExecutor(s.parse_workers, thread_name_prefix="rag-parse") as parse_pool,
             ThreadPoolExecutor(s.embed_concurrency, thread_name_prefix="rag-embed") as embed_pool,
         ):
+            embedding = EmbedStage(embed_pool, self._embed, send, s.embed_concurrency * 2)
             try:
                 while True:
-                    while len(lookahead) < s.parse_workers * 4 and abort is None and writer.error is None:
+                    while len(lookahead) < s.parse_workers * 4 and embedding.abort is None and writer.error is None:
                         job = next(todo, None)
                         if job is None:
                             break
                         lookahead.append((job, parse_pool.submit(self._parse, job)))
-                    if not lookahead or abort is not None:
+                    if not lookahead or embedding.abort is not None:
                         break
                     job, fut = lookahead.popleft()
                     fut.result()
@@ -308,21 +249,20 @@ class Ingestor:
                     else:
                         buffer.extend((job, i) for i, v in enumerate(job.vectors) if v is None)
                         while len(buffer) >= s.embed_batch_size:
-                            submit(buffer[: s.embed_batch_size])
+                            embedding.submit(buffer[: s.embed_batch_size])
                             buffer = buffer[s.embed_batch_size :]
-                    drain(block=False)
-                    resubmit()
-                if buffer and abort is None:
-                    submit(buffer)
-                while inflight or retries:
-                    resubmit()
-                    drain(block=True)
+                    embedding.drain(block=False)
+                    embedding.resubmit()
+                if buffer and embedding.abort is None:
+                    embedding.submit(buffer)
+                embedding.finish()
             finally:
                 write_q.put(None)
                 writer_thread.join()
         if writer.error is not None:
             raise writer.error
-        if abort is not None and _fatal(abort):
+        abort = embedding.abort
+        if abort is not None and fatal(abort):
             raise abort
         if abort is not None:
             raise type(abort)(
