@@ -176,7 +176,10 @@ def test_server_open_files_stay_bounded_across_bursts(tmp_path: Path, instant_em
             totals.append(len(links))
             files.append(sum(1 for p in links if p.startswith(index)))
         print(f"\n`rag serve` after each burst of 40 searches, 11 s apart: open files {totals}, of the index {files}")
-        assert max(files) - files[0] <= 2, files  # the SQLite files: the connections are the pool's
+        # The SQLite files are the pools' connections (a database and a WAL file each): a pool opens
+        # connections as concurrent use first needs them, up to its size, then reuses them. The old
+        # code opened new ones for every new worker thread (measured: 38, 60, 72, 90).
+        assert max(files) - files[0] <= 2 * POOL_SIZE, files
         assert max(totals) - totals[0] <= 10, totals  # sockets come and go with the clients
     finally:
         server.stop()

