@@ -12,6 +12,7 @@ from typing import Any
 import click
 
 from rag.cli_common import SERVE_PARALLEL, _rag
+from rag.prompt import label
 from rag.retrieval import MODES, Filters, parse_pages
 from rag.settings import Settings
 
@@ -103,14 +104,14 @@ def ask(ctx: click.Context, question: str, k: int | None, search: dict[str, Any]
     else:
         click.secho("No source was cited. Retrieved:", bold=True)
         for i, h in enumerate(answer.sources, start=1):
-            click.echo(f"  [{i}] {label_of(h.to_dict())}  (score {h.score:.2f})")
+            click.echo(f"  [{i}] {label(h)}  (score {h.score:.2f})")
     t = answer.timings
     click.secho(f"first token {t['first_token_ms']:.0f} ms, {t['tokens_per_s']:.1f} tokens/s", dim=True, err=True)
 
 
-def label_of(c: dict[str, Any], *, heading: bool = True) -> str:
+def label_of(c: dict[str, Any]) -> str:
     where = f"{c['source']}, page {c['page']}" if c.get("page") else c["source"]
-    return f"{where} — {c['heading']}" if heading and c.get("heading") else where
+    return f"{where} — {c['heading']}" if c.get("heading") else where
 
 
 @click.command()
@@ -134,7 +135,7 @@ def search(ctx: click.Context, query: str, k: int | None, search: dict[str, Any]
     if not hits:
         click.echo("No chunk matches (check the filters and --min-score).", err=True)
     for i, h in enumerate(hits, start=1):
-        click.secho(f"[{i}] {label_of(h.to_dict(), heading=False)}  score {h.score:.3f}", bold=True)
+        click.secho(f"[{i}] {label(h)}  score {h.score:.3f}", bold=True)
         click.echo("    " + " ".join(h.text.split())[:300])
 
 
