@@ -12,8 +12,8 @@ from ingest.loaders import LoadError, Unit, decode_text, parse_text
 from ingest.manifest import FileRow
 from ingest.report import FileResult
 from ingest.walker import Candidate
-from rag.keyword import terms as keyword_terms
 from rag.store import StoredChunk
+from rag.text import terms as keyword_terms
 
 
 @dataclass

@@ -8,8 +8,9 @@ are sized well under common limits (512 tokens) to leave room for the difference
 
 from __future__ import annotations
 
-import re
 from typing import Any, Protocol
+
+from rag.text import estimate_tokens
 
 
 class TokenCounter(Protocol):
@@ -35,15 +36,11 @@ class E5TokenCounter:
         return max(1, int(self._model.token_count(text, False)) - self._base)
 
 
-_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]")
-
-
 class HeuristicTokenCounter:
     """No-dependency fallback: one token per CJK character, one per ~4 other characters."""
 
     def count(self, text: str) -> int:
-        cjk = len(_CJK.findall(text))
-        return cjk + (len(text) - cjk + 3) // 4
+        return estimate_tokens(text)
 
 
 def default_counter() -> TokenCounter:

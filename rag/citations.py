@@ -12,6 +12,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from rag.text import content_terms, sentences
+
 MARKER = re.compile(r"\[(\d{1,3}(?:\s*,\s*\d{1,3})*)\]")
 _PARTIAL = re.compile(r"\[[\d,\s]*$")
 _MAX_MARKER_LEN = 80
@@ -59,34 +61,15 @@ class Attribution:
     inferred: bool  # True: matched by content overlap, not cited by the model
 
 
-_WORD = re.compile(r"[a-z0-9]+(?:[.'-][a-z0-9]+)*|[\u3400-\u9fff]", re.IGNORECASE)
-_STOPWORDS = (
-    "a an the of to in on for and or is are was were be been it its this that with as by at from which can "
-    "you your we our i not no do does how what when where who why will would should could may"
-)
-_STOP = frozenset(_STOPWORDS.split())
-# A sentence with the markers that follow its full stop ("... lumens.[1] Next").
-_SENTENCES = re.compile(r"[^.!?。！？]+(?:[.!?。！？]+|$)(?:\s*\[[\d,\s]+\])*")
-
-
-def _terms(text: str) -> set[str]:
-    words = [w.lower() for w in _WORD.findall(text)]
-    terms = {w for w in words if w not in _STOP}
-    # CJK has no spaces: character bigrams carry the meaning single characters do not.
-    cjk = [w for w in words if len(w) == 1 and "\u3400" <= w <= "\u9fff"]
-    terms |= {a + b for a, b in zip(cjk, cjk[1:], strict=False)}
-    return terms
-
-
 def attribute(answer: str, sources: list[str], *, cited: list[int], threshold: float = 0.5) -> list[Attribution]:
     """Citations for ``answer``: those the model cited, then for each sentence with
     no marker the source sharing most of its terms (at least ``threshold`` of them)."""
     out = [Attribution(n, False) for n in cited]
-    source_terms = [_terms(s) for s in sources]
-    for sentence in _SENTENCES.findall(answer):
+    source_terms = [content_terms(s) for s in sources]
+    for sentence in sentences(answer):
         if MARKER.search(sentence):
             continue
-        terms = _terms(sentence)
+        terms = content_terms(sentence)
         if len(terms) < 3:
             continue
         best, best_score = 0, 0.0

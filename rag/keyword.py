@@ -23,9 +23,7 @@ for an OR query over 50,000 chunks) unless ``memory=False``, which asks FTS5.
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
-import re
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -33,11 +31,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import snowballstemmer
-
 from rag import bm25
 from rag.bm25 import MemoryBM25
 from rag.store import Hit, StoredChunk
+from rag.text import STOPWORDS, stem, terms
+
+__all__ = ["STOPWORDS", "stem", "terms"]  # re-exported: the analysis lives in rag.text
 
 # Bumped when the analysis changes: manifests with an older one re-analyse their stored texts.
 VERSION = 3
@@ -76,68 +75,6 @@ CREATE TRIGGER IF NOT EXISTS chunks_kw_ad AFTER DELETE ON chunks BEGIN
     DELETE FROM kw_chunks WHERE id = old.id;
 END;
 """
-
-STOPWORDS = frozenset(
-    """a about above after again all also am an and any are as at be because been before being below
-    between both but by can could did do does doing down during each few for from further had has have
-    having he her here hers him his how i if in into is it its itself just me more most my no nor not of
-    off on once only or other our ours out over own same she should so some such than that the their
-    theirs them then there these they this those through to too under until up very was we were what
-    when where which while who whom why will with would you your yours""".split()  # noqa: SIM905
-)
-
-_WORD = re.compile(r"\w+")
-_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
-_CAMEL = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+")
-
-
-_stemmers = threading.local()  # Snowball stemmer objects are not thread-safe
-
-
-@functools.lru_cache(maxsize=100_000)
-def stem(word: str) -> str:
-    if not (word.isascii() and word.isalpha()):
-        return word  # identifiers, numbers, other scripts: as they are
-    stemmer = getattr(_stemmers, "english", None)
-    if stemmer is None:
-        stemmer = _stemmers.english = snowballstemmer.stemmer("english")
-    return str(stemmer.stemWord(word))
-
-
-def _word_terms(word: str, out: list[str]) -> None:
-    lower = word.lower()
-    parts = [p for p in word.split("_") if p]
-    if len(parts) == 1 and (word.isupper() or not any(c.isupper() for c in word[1:])):
-        if len(lower) > 1 and lower not in STOPWORDS:
-            out.append(stem(lower))
-        return
-    if len(lower.strip("_")) > 1:
-        out.append(lower)  # the identifier whole: an exact name match is the strongest signal
-    for part in parts:
-        split = any(c.isupper() for c in part[1:]) and not part.isupper()
-        for sub in (_CAMEL.findall(part) if split else None) or [part]:
-            sub = sub.lower()
-            if len(sub) > 1 and sub not in STOPWORDS:
-                out.append(stem(sub))
-
-
-def terms(text: str) -> list[str]:
-    """The index terms of ``text`` (before FTS5's stemming)."""
-    out: list[str] = []
-    for word in _WORD.findall(text):
-        pos = 0
-        for m in _CJK.finditer(word):
-            if m.start() > pos:
-                _word_terms(word[pos : m.start()], out)
-            run = m.group()
-            if len(run) == 1:
-                out.append(run)
-            else:
-                out.extend(run[i : i + 2] for i in range(len(run) - 1))
-            pos = m.end()
-        if pos < len(word):
-            _word_terms(word[pos:], out)
-    return out
 
 
 def match_expression(query: str | list[str]) -> str | None:

@@ -57,8 +57,8 @@ import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from rag.keyword import terms
 from rag.models import ChatDelta, Usage
+from rag.text import terms
 
 MODES = ("ok", "401", "404_model", "500", "drop", "stall")
 TARGETS = ("all", "chat", "embeddings")
