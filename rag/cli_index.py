@@ -57,8 +57,7 @@ def ingest(
                    ingest/forget/reindex/reset is writing to this collection
                    (nothing is lost: run it again).
     """
-    from ingest.progress import ConsoleProgress
-    from ingest.walker import Selection
+    from rag.indexing import ConsoleProgress, Selection
 
     rag = _rag(ctx)
     selection = Selection(include, exclude, hidden=hidden, junk=all_folders, gitignore=gitignore)
@@ -110,7 +109,7 @@ def reindex(ctx: click.Context, yes: bool, as_json: bool) -> None:
     with the same --include/--exclude choices. Searches see a partial index
     until it finishes; an interrupted reindex is finished by running it again.
     """
-    from ingest.progress import ConsoleProgress
+    from rag.indexing import ConsoleProgress
 
     rag = _rag(ctx)
     roots = rag.roots()
