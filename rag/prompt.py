@@ -1,15 +1,27 @@
-"""The grounded prompt: numbered sources, the question, and the rules."""
+"""The grounded prompt: numbered sources, the question, and the rules; and the fixed texts an
+answer may say instead of (or beside) the model: the refusal and the trimmed-history note, in the
+question's language (``rag.text.language``: English or Chinese).
+
+``build_messages`` builds the prompt with no size limit; ``rag.fit.fit_messages`` builds the same
+prompt fitted to the chat model's context (passages and old turns left out when they do not fit).
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 from rag.store import Hit
+from rag.text import language
+
+REFUSALS = {
+    "en": "I cannot find that in the documents.",
+    "zh": "文档中没有找到相关内容。",
+}
 
 SYSTEM = (
     "You answer questions using only the numbered sources. "
     "After each fact, cite its source number in square brackets, like [1]. "
-    "If the sources do not contain the answer, say: I cannot find that in the documents."
+    f"If the sources do not contain the answer, say: {REFUSALS['en']}"
 )
 
 
@@ -17,9 +29,36 @@ def label(hit: Hit) -> str:
     return f"{hit.source}, page {hit.page}" if hit.page else hit.source
 
 
-def build_messages(question: str, hits: list[Hit], history: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+def source_block(n: int, hit: Hit) -> str:
+    """Source ``n`` (1-based, the number its citations use) as the prompt shows it."""
+    return f"[{n}] {label(hit)}\n{hit.text.strip()}"
+
+
+def user_content(question: str, blocks: list[str]) -> str:
     # Sources first, then the bare question: the layout the tiny embedded model
     # (SmolLM2-135M) answered best from in our trials; larger models do not mind.
-    blocks = [f"[{i}] {label(h)}\n{h.text.strip()}" for i, h in enumerate(hits, start=1)]
-    user = "\n\n".join(blocks) + f"\n\n{question}"
+    return "\n\n".join(blocks) + f"\n\n{question}"
+
+
+def build_messages(question: str, hits: list[Hit], history: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """The grounded prompt with every passage and turn (no size limit: see ``rag.fit``)."""
+    blocks = [source_block(i, h) for i, h in enumerate(hits, start=1)]
+    user = user_content(question, blocks)
     return [{"role": "system", "content": SYSTEM}, *(history or []), {"role": "user", "content": user}]
+
+
+def refusal(question: str) -> str:
+    """The answer when the documents do not hold one, in the question's language."""
+    return REFUSALS[language(question)]
+
+
+def history_note(dropped: int, lang: str) -> str:
+    """What an answer says when the ``dropped`` oldest turns of the conversation were left out of
+    the prompt (``rag.fit.Fitted.history_dropped``); ``lang``: "en" or "zh" (``rag.text.language``)."""
+    if lang == "zh":
+        return f"（注：对话中最早的 {dropped} 轮超出了模型的上下文长度，回答时未包含。）"
+    turns = "turn" if dropped == 1 else "turns"
+    return (
+        f"(Note: the {dropped} oldest {turns} of this conversation did not fit in the model's context "
+        "and were left out.)"
+    )

@@ -105,6 +105,25 @@ class Settings(BaseSettings):
     temperature: float = 0.1
     max_tokens: int = Field(384, ge=1)
     seed: int | None = Field(0, description="Sampling seed; answers repeat by default.")
+    answer_mode: Literal["generate", "quote", "auto"] = Field(
+        "auto",
+        description="How answers are made: generate (the chat model writes them), quote (the passage sentences "
+        "that best answer the question, verbatim with their markers; no model call), or auto (per backend "
+        "and per question language: the embedded chat model cannot write Chinese).",
+    )
+    chat_context: int | None = Field(
+        None,
+        ge=256,
+        description="The chat model's context in tokens; prompts are fitted to it (passages and old turns left out, "
+        "and said so) rather than cut by the server. Default: what the backend reports, else embedded_ctx for the "
+        "embedded model, 2048 for Ollama (its default num_ctx, which /v1 cannot raise), 4096 for other servers.",
+    )
+    rewrite: Literal["auto", "model", "rules", "off"] = Field(
+        "auto",
+        description="How a follow-up question is rewritten to stand alone for retrieval: model (the chat model, "
+        "with a rules fallback), rules (deterministic: earlier questions' words added to a question that refers "
+        "back), off, or auto (rules for the embedded chat model, too small to rewrite; model otherwise).",
+    )
 
     # -- embedded default ---------------------------------------------------
     embedded_ctx: int = Field(4096, ge=512, le=8192, description="Context of each answer of the embedded chat model.")
@@ -122,6 +141,17 @@ class Settings(BaseSettings):
     # -- HTTP service -------------------------------------------------------
     host: str = "127.0.0.1"
     port: int = 8000
+
+    @property
+    def backend_kind(self) -> Literal["embedded", "ollama", "openai-compatible"]:
+        """The kind of the chat backend: the embedded engine when no ``base_url`` is set, else
+        ``backend``; only ``auto`` guesses from the URL (Ollama's port ``:11434`` or ``ollama``)."""
+        url = self.base_url
+        if url is None:
+            return "embedded"
+        if self.backend != "auto":
+            return self.backend
+        return "ollama" if ":11434" in url or "ollama" in url.lower() else "openai-compatible"
 
     @property
     def embed_url(self) -> str | None:
