@@ -231,8 +231,8 @@ def _score(question: str, hits: list[Hit], cands: list[_Sentence], embedder: Emb
         if quantity and c.coverage > 0 and _NUMBER.search(c.text):
             score += NUMBER_BONUS
         relevance = getattr(hits[c.hit], "relevance", None)
-        ranked = isinstance(relevance, int | float) and relevance > 0  # 0: not ranked (yet)
-        score += 0.06 * float(relevance) if ranked else 0.06 / (c.hit + 1)
+        rel = float(relevance) if isinstance(relevance, int | float) else 0.0
+        score += 0.06 * rel if rel > 0 else 0.06 / (c.hit + 1)  # relevance 0: not ranked (yet)
         if language(c.text) == lang:
             score += 0.05
         c.score = score * TITLE_WEIGHT if c.title else score

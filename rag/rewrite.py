@@ -164,15 +164,39 @@ def salient(text: str) -> list[str]:
     return out
 
 
+def names(text: str) -> list[str]:
+    """The salient words that name the thing asked about: words with a digit (X200, Q7), acronyms
+    (RMA, HEPA), capitalised words inside the sentence (Northwind); in Chinese also the words
+    before the first 的 (the possessor: "Q7 空气净化器的滤网" is about the Q7)."""
+    if is_chinese(text):
+        head = salient(_ZH_REFERS.sub(" ", text.split("的", 1)[0])) if "的" in text else []
+        return head + [w for w in salient(text) if re.search(r"\d|[A-Z]{2}", w) and w not in head]
+    words = _WORDS.findall(text)
+    first = words[0] if words else ""
+    return [
+        w.rstrip(".,;:")
+        for w in salient(text)
+        if re.search(r"\d", w) or (len(w) > 1 and w.isupper()) or (w[:1].isupper() and w != first)
+    ]
+
+
 def by_rules(question: str, previous: list[str]) -> str:
-    """``question`` with the salient words of the previous user questions appended when it refers
-    back (the latest question first, then earlier ones while they too were follow-ups)."""
+    """``question`` with words of the previous user questions appended when it refers back (the
+    latest question first, then earlier ones while they too were follow-ups). Which words: the
+    previous question's names (what it was about: "its warranty" after a question on the X200 gets
+    "X200"); if the follow-up names its own thing ("What about the Z10?"), the other words (what was
+    asked); if the previous question named nothing, all its salient words."""
     if not refers_back(question):
         return question
+    own = names(question)
     words: list[str] = []
     seen = {w.casefold() for w in salient(question)}
     for turn in reversed(previous[-TURNS:]):
-        for word in salient(turn):
+        found = names(turn)
+        pick = [w for w in salient(turn) if w not in found] if own else found
+        if not found:
+            pick = salient(turn)
+        for word in pick:
             if word.casefold() not in seen:
                 seen.add(word.casefold())
                 words.append(word)
@@ -180,5 +204,4 @@ def by_rules(question: str, previous: list[str]) -> str:
             break  # this one stood alone: what came before it is an older topic
     if not words:
         return question
-    words = words[:CONTEXT_WORDS]
-    return f"{question} {' '.join(words)}"
+    return f"{question} {' '.join(words[:CONTEXT_WORDS])}"
