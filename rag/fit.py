@@ -91,26 +91,26 @@ def fit_messages(
     """The grounded prompt (as ``rag.prompt.build_messages`` builds it) fitted to
     ``context_tokens - reserve_tokens``; see the module's docstring for what goes first."""
     budget = context_tokens - reserve_tokens
-    base = PRIMING + count(SYSTEM) + MESSAGE_OVERHEAD + count(user_content(question, [])) + MESSAGE_OVERHEAD
-    if base > budget:
+    fixed = PRIMING + count(SYSTEM) + 2 * MESSAGE_OVERHEAD  # the system message, the user message's overhead
+    user = count(user_content(question, []))
+    if fixed + user > budget:
         raise InvalidRequestError(
-            f"The question and the instructions need about {base} tokens, but the chat model's context leaves "
-            f"{max(budget, 0)} (RAG_CHAT_CONTEXT={context_tokens} minus {reserve_tokens} for the answer). "
+            f"The question and the instructions need about {fixed + user} tokens, but the chat model's context "
+            f"leaves {max(budget, 0)} (RAG_CHAT_CONTEXT={context_tokens} minus {reserve_tokens} for the answer). "
             "Raise RAG_CHAT_CONTEXT (if the model's context is larger), lower RAG_MAX_TOKENS, "
             "or shorten the question."
         )
-    used = base
     blocks: list[str] = []
     in_prompt: list[bool] = []
     for n, hit in enumerate(hits, start=1):
         block = source_block(n, hit)
-        cost = count("\n\n" + block)
-        fits = used + cost <= budget
-        in_prompt.append(fits)
-        if fits:
+        cost = count(user_content(question, [*blocks, block]))  # counted whole: a counter need not add up
+        in_prompt.append(fixed + cost <= budget)
+        if in_prompt[-1]:
             blocks.append(block)
-            used += cost
+            user = cost
 
+    used = fixed + user
     turns = _turns(list(history or []))
     kept = 0
     for turn in reversed(turns):
@@ -125,5 +125,4 @@ def fit_messages(
         *recent,
         {"role": "user", "content": user_content(question, blocks)},
     ]
-    tokens = PRIMING + sum(count(_content(m)) + MESSAGE_OVERHEAD for m in messages)  # <= used: pieces round up
-    return Fitted(messages, in_prompt, len(turns) - kept, tokens)
+    return Fitted(messages, in_prompt, len(turns) - kept, used)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import functools
 import math
 import re
+from typing import cast
 
 import pytest
 
@@ -14,6 +15,7 @@ from ingest.chunker import Chunker
 from ingest.loaders import load
 from ingest.tokens import HeuristicTokenCounter
 from rag.errors import ModelServerError
+from rag.models import Embedder
 from rag.prompt import refusal
 from rag.quote import LEADS, Quoted, flat, quote, stream_pieces
 from rag.store import Hit
@@ -151,7 +153,7 @@ def test_max_sentences_and_order_within_a_passage() -> None:
 def test_with_an_embedder_the_sentences_are_embedded_once() -> None:
     embedder = FakeEmbedder()
     question = "How long is the warranty on the X200?"
-    q = quote(question, top_hits(question), embedder=embedder)
+    q = quote(question, top_hits(question), embedder=cast(Embedder, embedder))  # fakes' list|tuple signature
     assert len(embedder.calls) == 1 and embedder.calls[0] >= 3
     assert "3 years" in q.text[q.parts[0].start : q.parts[0].end]
 
@@ -162,7 +164,7 @@ def test_an_embedder_that_fails_falls_back_to_terms() -> None:
             raise ModelServerError("down")
 
     question = "What is the restocking fee for opened items?"
-    q = quote(question, top_hits(question), embedder=Broken())
+    q = quote(question, top_hits(question), embedder=cast(Embedder, Broken()))
     assert "restocking fee of 15%" in q.text
 
 
