@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from rag.errors import RagError
@@ -78,16 +78,7 @@ class QuotePart:
     score: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "n": self.n,
-            "start": self.start,
-            "end": self.end,
-            "passage_start": self.passage_start,
-            "passage_end": self.passage_end,
-            "file_start": self.file_start,
-            "file_end": self.file_end,
-            "score": round(self.score, 4),
-        }
+        return asdict(self) | {"score": round(self.score, 4)}
 
 
 @dataclass
@@ -148,6 +139,7 @@ def _spans(text: str) -> list[tuple[int, int, bool]]:
                 pieces.append((pos, a + m.start()))
                 pos = a + m.end()
             pieces.append((pos, b))
+            pieces = [w for piece in pieces for w in _windows(text, *piece)]
         for s, e in pieces:
             while (
                 _line_start(text, s) and (nl := text.find("\n", s, e)) != -1 and _heading_line(text[s:nl], text[nl:e])
@@ -157,6 +149,18 @@ def _spans(text: str) -> list[tuple[int, int, bool]]:
             title = _line_start(text, s) and _heading_line(text[s:e], "A") and not text[s:e].startswith("|")
             out.append((s, e, title))
     return [(s, e, t) for s, e, t in (_trim(text, *span) for span in out) if e > s]
+
+
+def _windows(text: str, s: int, e: int) -> list[tuple[int, int]]:
+    """``[s, e)`` in pieces of at most ``MAX_SENTENCE_CHARS``, cut at spaces where there are some."""
+    out = []
+    while e - s > MAX_SENTENCE_CHARS:
+        cut = text.rfind(" ", s + MAX_SENTENCE_CHARS // 2, s + MAX_SENTENCE_CHARS)
+        cut = cut if cut > s else s + MAX_SENTENCE_CHARS
+        out.append((s, cut))
+        s = cut
+    out.append((s, e))
+    return out
 
 
 def _line_start(text: str, pos: int) -> bool:

@@ -204,3 +204,10 @@ def test_to_dict_is_json_ready() -> None:
         "file_end",
         "score",
     }
+
+
+def test_a_sentence_without_full_stops_is_quoted_in_bounded_pieces() -> None:
+    text = "no full stop here just words about the filter schedule " * 60
+    q = quote("What is the filter schedule?", [Hit("a", 0.0, "x.md", None, text, {"start": 100})])
+    assert len(q.parts) >= 1 and all(p.end - p.start <= 400 for p in q.parts)
+    assert q.parts[0].file_start == 100 + q.parts[0].passage_start
