@@ -22,45 +22,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from rag import keyword
+from ingest import schema
+from rag.sqlite_pool import POOL_SIZE, ConnectionPool
 from rag.store import StoredChunk
-
-SCHEMA = """
--- meta: written by versions before issue 13 and never read; kept so older manifests open as they are.
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS roots (path TEXT PRIMARY KEY, last_run REAL, selection TEXT);
-CREATE TABLE IF NOT EXISTS files (
-    path TEXT PRIMARY KEY,          -- absolute path: the file's identity
-    root TEXT NOT NULL,             -- the ingested folder it was found under
-    source TEXT NOT NULL,           -- path relative to root: what citations show
-    kind TEXT,
-    size INTEGER,
-    mtime_ns INTEGER,
-    hash TEXT,                      -- sha256 of the content; NULL forces a re-ingest
-    chunk_tokens INTEGER,
-    chunk_overlap INTEGER,
-    chunker TEXT,                   -- Chunker.signature: any change re-chunks the file
-    status TEXT NOT NULL,           -- ok | failed | pending
-    error TEXT,
-    error_kind TEXT,                -- load (the file itself) | model | store (may pass on retry)
-    chunks INTEGER NOT NULL DEFAULT 0,
-    pending_ids TEXT,               -- JSON ids being written while status is pending
-    updated REAL
-);
-CREATE TABLE IF NOT EXISTS chunks (
-    id TEXT PRIMARY KEY,            -- committed: present in the vector store
-    path TEXT NOT NULL,
-    hash TEXT NOT NULL              -- sha256 of the chunk text, to reuse embeddings
-);
-CREATE INDEX IF NOT EXISTS chunks_path ON chunks (path);
-CREATE INDEX IF NOT EXISTS chunks_hash ON chunks (hash);
-CREATE TABLE IF NOT EXISTS runs (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    started REAL NOT NULL,
-    seconds REAL NOT NULL,
-    summary TEXT NOT NULL
-);
-"""
 
 
 @dataclass
@@ -72,8 +36,6 @@ class FileRow:
     size: int | None
     mtime_ns: int | None
     hash: str | None
-    chunk_tokens: int | None
-    chunk_overlap: int | None
     chunker: str | None
     status: str
     error: str | None
@@ -100,8 +62,6 @@ class Committed:
     size: int
     mtime_ns: int
     hash: str
-    chunk_tokens: int
-    chunk_overlap: int
     chunker: str
     chunks: list[tuple[str, str]]  # (chunk id, chunk hash)
     docs: Sequence[StoredChunk] = ()  # texts and metadata for the keyword index
@@ -129,10 +89,9 @@ class Manifest:
         self._lock = threading.RLock()
         self.db = self._connect()
         with self._lock, self.db:
-            self.db.executescript(SCHEMA)
-            keyword.install(self.db)
+            schema.install(self.db)
         # Readers for the parse threads: a few connections shared by however many threads come and go.
-        self._readers = keyword.ConnectionPool(self._connect_reader, keyword.POOL_SIZE)
+        self._readers = ConnectionPool(self._connect_reader, POOL_SIZE)
 
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
@@ -211,7 +170,6 @@ class Manifest:
         with self._tx() as db:
             db.execute("DELETE FROM files")
             db.execute("DELETE FROM chunks")
-            db.execute("DELETE FROM meta")
             if roots:
                 db.execute("DELETE FROM roots")
                 db.execute("DELETE FROM runs")
@@ -235,12 +193,8 @@ class Manifest:
             return [FileRow.from_row(r) for r in self.db.execute(sql + " ORDER BY path", args)]
 
     def paths(self, prefix: str) -> list[str]:
-        lo, hi = under(prefix)
-        with self._lock:
-            rows = self.db.execute(
-                "SELECT path FROM files WHERE path = ? OR (path >= ? AND path < ?)", (prefix.rstrip("/"), lo, hi)
-            )
-            return [r["path"] for r in rows]
+        """Paths of the files at or under ``prefix`` (tests use it)."""
+        return [r.path for r in self.files(prefix=prefix)]
 
     def chunk_ids(self, path: str) -> list[str]:
         with self._lock:
@@ -293,7 +247,7 @@ class Manifest:
                 )
                 db.execute(
                     "UPDATE files SET root = ?, source = ?, kind = ?, size = ?, mtime_ns = ?, hash = ?, "
-                    "chunk_tokens = ?, chunk_overlap = ?, chunker = ?, status = 'ok', error = NULL, error_kind = NULL, "
+                    "chunker = ?, status = 'ok', error = NULL, error_kind = NULL, "
                     "chunks = ?, pending_ids = NULL, updated = ? WHERE path = ?",
                     (
                         c.root,
@@ -302,8 +256,6 @@ class Manifest:
                         c.size,
                         c.mtime_ns,
                         c.hash,
-                        c.chunk_tokens,
-                        c.chunk_overlap,
                         c.chunker,
                         len(c.chunks),
                         now,
@@ -311,7 +263,7 @@ class Manifest:
                     ),
                 )
                 if c.docs:
-                    db.executemany(keyword.INSERT, keyword.rows_for(c.path, c.docs))
+                    db.executemany(schema.KEYWORD_INSERT, schema.keyword_rows(c.path, c.docs))
 
     def record_failure(
         self,
@@ -374,7 +326,7 @@ class Manifest:
     def keyword_missing(self) -> list[tuple[str, str]]:
         """(chunk id, path) of committed chunks the keyword index lacks (an older manifest)."""
         with self._lock:
-            return keyword.missing_rows(self.db)
+            return schema.keyword_missing(self.db)
 
     def add_keyword(self, items: Sequence[tuple[str, StoredChunk]]) -> None:
         """Backfill keyword rows for committed chunks, (path, chunk) read back from the store."""
@@ -384,8 +336,8 @@ class Manifest:
             ids = [c.id for _, c in items]
             marks = ",".join("?" * len(ids))
             committed = {r[0] for r in db.execute(f"SELECT id FROM chunks WHERE id IN ({marks})", ids)}
-            rows = [row for path, c in items if c.id in committed for row in keyword.rows_for(path, [c])]
-            db.executemany(keyword.INSERT, rows)
+            rows = [row for path, c in items if c.id in committed for row in schema.keyword_rows(path, [c])]
+            db.executemany(schema.KEYWORD_INSERT, rows)
 
     def iter_sources(self) -> Iterator[tuple[str, int]]:
         with self._lock:

@@ -131,8 +131,6 @@ class Writer:
                     j.cand.size,
                     j.cand.mtime_ns,
                     j.file_hash,
-                    chunker.max_tokens,
-                    chunker.overlap,
                     chunker.signature,
                     [(c.id, c.metadata["chunk_hash"]) for c in j.chunks],
                     j.chunks,

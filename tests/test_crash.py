@@ -107,7 +107,7 @@ def snapshot(index: Path) -> dict[str, Any]:
     files = {
         r[0]: r[1:]
         for r in db.execute(
-            "SELECT path, source, status, hash, chunks, chunk_tokens, pending_ids, error FROM files ORDER BY path"
+            "SELECT path, source, status, hash, chunks, chunker, pending_ids, error FROM files ORDER BY path"
         )
     }
     owned = {r[0]: r[1] for r in db.execute("SELECT id, path FROM chunks")}
