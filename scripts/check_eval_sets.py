@@ -2,16 +2,23 @@
 
 Usage: check_eval_sets.py CORPUS_DIR... [--sets FILE.jsonl...]
 
-Each CORPUS_DIR is made by scripts/eval_corpora.sh (OUTDIR/sqlite3-doc, OUTDIR/gnuplot-doc); its
-questions are data/eval/<folder name>.jsonl unless --sets names the files (same order). Every line
-must have valid fields, existing expected files (pages in range), and its evidence in every expected
-location's text (HTML: tags stripped with html.parser; PDF: pypdf page.extract_text()), compared
-case-insensitively with whitespace normalised. The evidence is the location's own "evidence" (for
-pages that say it in other words), else the line's "evidence", else its "answer". Exit 1 on failure.
+Each CORPUS_DIR is made by scripts/eval_corpora.sh (OUTDIR/sqlite3-doc, OUTDIR/gnuplot-doc,
+OUTDIR/debian-edu-doc-zh, OUTDIR/linuxcnc-doc-zh); its questions are data/eval/<folder name>.jsonl
+unless --sets names the files (same order; the demo set: `data --sets data/eval/demo.jsonl`).
+
+An answerable line must have valid fields, existing expected files (pages in range), and its
+evidence in every expected location's text (PDF: pypdf page.extract_text(); anything else: tags
+stripped with html.parser), compared case-insensitively with whitespace normalised. The evidence is
+the location's own "evidence" (for pages that say it in other words), else the line's "evidence",
+else its "answer_text", else its "answer" when that is a string. "answer" is either free text (the
+older lines) or a list of regular expressions, any of which matching means a right answer: they
+must compile, and one must match (case-insensitively) the evidence or "answer_text". An
+unanswerable line ("unanswerable": true) has a question and no "expected". Exit 1 on failure.
 """
 
 import argparse
 import json
+import re
 import sys
 from collections import Counter
 from functools import cache
@@ -20,6 +27,7 @@ from pathlib import Path
 
 SETS_DIR = Path(__file__).resolve().parent.parent / "data" / "eval"
 KINDS = {"exact", "paraphrase"}
+UNANSWERABLE_KINDS = {"unanswerable", "offtopic"}
 
 
 class _Text(HTMLParser):
@@ -67,19 +75,47 @@ def pdf_pages(path: Path) -> tuple[str, ...]:
     return tuple(norm(page.extract_text() or "") for page in PdfReader(str(path)).pages)
 
 
+def check_answer(obj: dict[str, object]) -> list[str]:
+    """``answer``: free text, or regexes of which one matches the evidence or ``answer_text``."""
+    answer = obj.get("answer")
+    if isinstance(answer, str):
+        return [] if answer.strip() else ["empty 'answer'"]
+    if not isinstance(answer, list) or not answer or not all(isinstance(a, str) and a for a in answer):
+        return ["'answer' must be text or a non-empty list of regular expressions"]
+    errors = []
+    for a in answer:
+        try:
+            re.compile(a)
+        except re.error as exc:
+            errors.append(f"answer regex {a!r}: {exc}")
+    if errors:
+        return errors
+    said = " ".join(str(obj.get(k) or "") for k in ("answer_text", "evidence"))
+    if not any(re.search(a, said, re.IGNORECASE) for a in answer):
+        errors.append(f"no answer regex matches the answer_text/evidence {said!r}")
+    return errors
+
+
 def check_line(obj: object, root: Path) -> list[str]:
     if not isinstance(obj, dict):
         return ["not a JSON object"]
-    errors = []
-    for key in ("question", "answer", "kind"):
-        if not isinstance(obj.get(key), str) or not obj[key].strip():
-            errors.append(f"missing or empty '{key}'")
+    if not isinstance(obj.get("question"), str) or not obj["question"].strip():
+        return ["missing or empty 'question'"]
+    if obj.get("unanswerable") is not None:
+        if obj["unanswerable"] is not True:
+            return ["'unanswerable' must be true when present"]
+        errors = ["an unanswerable line has no 'expected'"] if obj.get("expected") else []
+        if obj.get("kind", "unanswerable") not in UNANSWERABLE_KINDS:
+            errors.append(f"kind of an unanswerable line must be one of {sorted(UNANSWERABLE_KINDS)}")
+        return errors
+    errors = check_answer(obj)
     if obj.get("kind") not in KINDS:
         errors.append(f"kind must be one of {sorted(KINDS)}")
     expected = obj.get("expected")
     if not isinstance(expected, list) or not expected:
         return [*errors, "'expected' must be a non-empty list"]
-    default = obj.get("evidence") or obj.get("answer") or ""
+    answer = obj.get("answer")
+    default = obj.get("evidence") or obj.get("answer_text") or (answer if isinstance(answer, str) else "")
     for loc in expected:
         source = loc.get("source") if isinstance(loc, dict) else None
         if not isinstance(source, str) or not source:
@@ -130,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 errors = check_line(obj, root)
                 if isinstance(obj, dict):
-                    kinds[str(obj.get("kind"))] += 1
+                    kinds[str(obj.get("kind") or ("unanswerable" if obj.get("unanswerable") else None))] += 1
                     questions[norm(str(obj.get("question")))] += 1
                     for loc in obj.get("expected") or []:
                         if isinstance(loc, dict):
@@ -142,7 +178,11 @@ def main(argv: list[str] | None = None) -> int:
         print("".join(f"FAIL {set_path.name}: duplicate question {q!r}\n" for q in dupes), end="")
         failed += len(dupes)
         by_kind = ", ".join(f"{k} {n}" for k, n in sorted(kinds.items()))
-        print(f"{set_path.name}: {sum(kinds.values())} questions ({by_kind}); {len(sources)} expected locations")
+        unanswerable = sum(n for k, n in kinds.items() if k in UNANSWERABLE_KINDS)
+        print(
+            f"{set_path.name}: {sum(kinds.values())} questions ({by_kind}; answerable "
+            f"{sum(kinds.values()) - unanswerable}, unanswerable {unanswerable}); {len(sources)} expected locations"
+        )
     print("all lines pass" if not failed else f"{failed} failing line(s)")
     return 1 if failed else 0
 
