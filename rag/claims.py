@@ -1,0 +1,438 @@
+"""Every sentence checked: is each sentence of an answer backed by the passages it was written from?
+
+``check_claims(text, passages)`` splits ``text`` into sentences (``rag.text.sentence_spans``; a
+claim's span includes its trailing ``[n]`` markers, its ``text`` does not) and checks each against
+the passages it cites first, then the others. A passage supports a sentence when
+
+- **the hard facts agree**, checked against the passage's *window* (the sentences that best match
+  the claim, up to three): every number (digits, English number words, Chinese numerals, dates,
+  versions, percentages, prices) and every code-like token (``snake_case``, ``CamelCase``,
+  ``--flags``, ``E42``, paths, backticked commands) of the claim appears there; every capitalised
+  name appears in the passage; a claim saying "default"/"默认" is about a default the window states;
+- **negations agree**: each clause of the claim has the same polarity (not/never/no/without/不/没有/
+  无/非/未/禁止 ...) as the passage clause that matches it best;
+- **the meaning is supported**: ``score`` >= ``min_score``, where ``score`` is the share of the
+  claim's content terms (``rag.text.content_terms``) found in the window, averaged, when an
+  embedder is given, with the cosine of the claim to its best passage sentence (rescaled to 0..1).
+
+Trivial sentences (greetings, "I cannot find that in the documents.", fewer than 3 content terms
+and no number or name) are *not checked*: ``supported`` is True, ``sources`` empty, ``score`` 1.0
+and ``checked`` False, so a strict answer keeps them and a reader can tell them apart.
+``verify(text, search)`` does the same for any text, retrieving the passages per sentence.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from rag.citations import MARKER
+from rag.text import CJK, STOPWORDS, content_terms, sentence_spans, stem
+
+if TYPE_CHECKING:
+    from rag.models import Embedder
+    from rag.store import Hit
+
+MIN_SCORE = 0.5  # chosen on the tuning half of data/eval/claims.jsonl (benchmarks/claims_accuracy.py)
+COS_LO, COS_HI = 0.80, 0.92  # multilingual-e5-small: cosines below LO mean unrelated, above HI the same
+WINDOW = 3  # passage sentences a claim may draw on
+
+
+# -- the rules: facts of a text (numbers, code-like tokens, names), negation, clauses, trivia ------
+_SMALL = "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen"
+_EN_NUMBERS = {w: i for i, w in enumerate(_SMALL.split() + ["seventeen", "eighteen", "nineteen", "twenty"]) if i != 1}
+_EN_NUMBERS |= {"thirty": 30, "forty": 40, "fifty": 50, "sixty": 60, "ninety": 90, "hundred": 100, "thousand": 1000}
+_MONTHS = {
+    m: i
+    for i, m in enumerate(
+        "january february march april may june july august september october november december".split(),  # noqa: SIM905
+        start=1,
+    )
+}
+_ZH_DIGITS = dict(zip("零一二两三四五六七八九", (0, 1, 2, 2, 3, 4, 5, 6, 7, 8, 9), strict=True))
+_ZH_UNITS = {"十": 10, "百": 100, "千": 1000, "万": 10000}
+_NUMBER = re.compile(r"(?<![A-Za-z_\d.])\d+(?:[.,:/-]\d+)*")
+_ZH_NUMBER = re.compile("[零一二两三四五六七八九十][零一二两三四五六七八九十百千万]*")
+_WORD = re.compile(r"[A-Za-z][A-Za-z]+")
+_CODE = re.compile(r"`([^`]+)`|(--?[A-Za-z][\w-]*)|((?:[\w.-]*/)+[\w.-]+|[A-Za-z0-9_.=-]*[A-Za-z0-9_][A-Za-z0-9_.=-]*)")
+_DEFAULT = re.compile(r"\bdefault|默认|缺省", re.I)
+_EN_NEG = re.compile(r"\b(?:not|no|never|cannot|without|none|nor|neither|nothing|unable|non)\b|n't\b", re.I)
+_ZH_NEG = re.compile("不|没|无|非|未|禁止|勿")
+# Not negations: other words written with a negating character, and comparisons ("no more than 25").
+_NOT_NEG = re.compile(
+    r"不同|不仅|不过|不断|不少|不久|不管|不论|不但|无线|无论|非常|除非|未来|不超过|不足|不到|不少于|不低于|不高于|不多于"
+    r"|\bno(?:t)? (?:more|less|fewer|later|earlier|longer|shorter) than\b",
+    re.I,
+)
+_CLAUSE = re.compile(
+    r"[,;:()，；：、（）]|--|\b(?:but|while|although|unless|otherwise|because)\b|但是?|而且|并且|否则|尽管|因为"
+)
+# Words of opposite meaning: a clause using one where its source clause uses another says the opposite.
+_OPPOSITES = [
+    frozenset(g.split())
+    for g in (
+        "enabl disabl",
+        "true false",
+        "alway never",
+        "increas decreas reduc",
+        "higher lower",
+        "more less fewer",
+        "befor after",
+        "maximum minimum",
+        "abov below",
+        "accept refus reject",
+        "open close",
+        "recommend deprec",
+        "hour daili weekli monthli yearli annual",
+        "启用 禁用",
+        "开启 关闭",
+        "增加 减少 降低",
+        "最高 最低",
+        "以上 以下",
+        "之前 之后",
+        "高于 低于",
+        "每小时 每天 每周 每月 每年",
+        "顶部 底部 背部 正面 侧面",
+    )
+]
+_TRIVIAL = re.compile(
+    r"^(?:hello|hi|sure|thanks|thank you|you're welcome|here is|here are|in summary|i hope this helps|"
+    r"i (?:cannot|can't|could not|couldn't) find|i don't know|the (?:documents|sources) do not say|"
+    r"你好|谢谢|抱歉|对不起|以下是|文档中没有|资料中没有|我无法|我不知道)",
+    re.I,
+)
+
+
+_ZH_GROUP_WORDS = frozenset(w for g in _OPPOSITES for w in g if CJK.match(w))
+
+
+@dataclass
+class Facts:
+    numbers: set[str]  # each number as written (normalised) and its parts: "2025-11-18", "2025", "11", "18"
+    wholes: set[str]  # the claim side: each number as written
+    codes: set[str]  # code-like tokens, lower-cased
+    names: set[str]  # capitalised words, lower-cased
+    default: bool
+
+
+def _norm(number: str) -> str:
+    number = re.sub(r"(?<=\d),(?=\d{3}\b)", "", number)
+    return re.sub(r"\d+", lambda m: str(int(m.group())), number)
+
+
+def _zh_value(run: str) -> int:
+    total, section, digit = 0, 0, 0
+    for ch in run:
+        if ch in _ZH_DIGITS:
+            digit = _ZH_DIGITS[ch]
+        elif ch == "万":
+            total += (section + digit) * 10000
+            section, digit = 0, 0
+        else:
+            section += (digit or 1) * _ZH_UNITS[ch]
+            digit = 0
+    return total + section + digit
+
+
+def _is_code(token: str) -> bool:
+    core = token.strip(".-=")
+    if len(core) < 2:
+        return False
+    has_digit, has_alpha = any(c.isdigit() for c in core), any(c.isalpha() for c in core)
+    return (
+        "_" in core
+        or "/" in core
+        or "=" in core
+        or (has_digit and has_alpha)
+        or (core.isupper() and has_alpha)
+        or any(c.isupper() for c in core[1:])
+        and any(c.islower() for c in core)
+        or core.count("-") >= 2
+        or ("." in core and has_alpha and not core.endswith("."))
+    )
+
+
+def facts(text: str) -> Facts:
+    wholes = {_norm(m.group()) for m in _NUMBER.finditer(text)}
+    wholes |= {str(_zh_value(m.group())) for m in _ZH_NUMBER.finditer(text) if m.group() != "一"}
+    low = text.lower()
+    for word in _WORD.findall(low):
+        if word in _EN_NUMBERS:
+            wholes.add(str(_EN_NUMBERS[word]))
+        elif word in _MONTHS and (word != "may" or re.search(r"\bMay\b", text)):
+            wholes.add(str(_MONTHS[word]))
+    numbers = wholes | {p for w in wholes for p in re.split(r"[-/]", w) if p}  # dates, ranges: 2025-11-18
+    codes: set[str] = set()
+    for m in _CODE.finditer(text):
+        if m.group(1):
+            codes |= {t.lower() for t in m.group(1).split() if len(t) > 1}
+        elif m.group(2):
+            codes.add(m.group(2).lower())
+        elif _is_code(m.group(3)) and not _NUMBER.fullmatch(m.group(3)):
+            codes.add(m.group(3).strip(".-=").lower())
+    names = set()
+    chinese = bool(CJK.search(text))
+    if chinese:
+        codes |= {w.lower() for w in re.findall(r"[A-Za-z][\w.-]*[A-Za-z0-9]", text)}
+    for m in re.finditer(r"[A-Z][a-z]+", text):
+        first = not text[: m.start()].strip() or text[: m.start()].rstrip()[-1:] in ".:!?\"'("
+        before, after = text[m.start() - 1 : m.start()], text[m.end() : m.end() + 1]
+        if (chinese or not first) and not (before.isalnum() or after.isalnum() or after in "_-"):
+            word = m.group().lower()
+            if word not in STOPWORDS and word not in _MONTHS:
+                names.add(word)
+    return Facts(numbers, wholes, codes, names, bool(_DEFAULT.search(text)))
+
+
+def numbers_missing(claim: Facts, window: Facts) -> str | None:
+    return next((n for n in sorted(claim.wholes) if n not in window.numbers), None)
+
+
+def names_missing(wanted: set[str], have: set[str], text: str) -> str | None:
+    low = text.lower()
+    for name in sorted(wanted):
+        if name in have or re.search(rf"(?<![a-z0-9_]){re.escape(name)}(?![a-z0-9_])", low):
+            continue
+        if stem(name) in content_terms(low):
+            continue
+        return name
+    return None
+
+
+def negated(text: str) -> bool:
+    text = _NOT_NEG.sub(" ", text)
+    return bool(_EN_NEG.search(text) or _ZH_NEG.search(text))
+
+
+def opposite(claim: str, source: str) -> bool:
+    """Does ``claim`` use a word whose opposite (and not the word itself) ``source`` uses?"""
+    a, b = _stems(claim), _stems(source)
+    return any((a & g) and (b & g) and not (a & b & g) for g in _OPPOSITES)
+
+
+def _stems(text: str) -> set[str]:
+    words = {stem(w) for w in re.findall(r"[a-z]+", text.lower())}
+    return words | {g for g in _ZH_GROUP_WORDS if g in text}
+
+
+def clauses(text: str) -> list[str]:
+    return [c for c in _CLAUSE.split(text) if c.strip()]
+
+
+def trivial(claim: str, terms: set[str]) -> bool:
+    if _TRIVIAL.match(claim.strip()):
+        return True
+    f = facts(claim)
+    return len(terms) < 3 and not (f.wholes or f.codes or f.names)
+
+
+@dataclass
+class Claim:
+    text: str  # the sentence, markers stripped
+    start: int  # span of the sentence in the checked text, its trailing [n] markers included
+    end: int
+    sources: list[int]  # 1-based numbers of the supporting passages, best first
+    supported: bool
+    score: float  # 0..1 support strength (of the best passage)
+    reason: str | None = None  # why unsupported
+    checked: bool = True  # False: a trivial sentence (greeting, refusal), supported without sources
+    passages: list[Hit] = field(default_factory=list)  # verify(): the supporting hits (else the closest)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "text": self.text,
+            "start": self.start,
+            "end": self.end,
+            "sources": self.sources,
+            "supported": self.supported,
+            "score": round(self.score, 4),
+            "reason": self.reason,
+            "checked": self.checked,
+        }
+        if self.passages:
+            out["passages"] = [h.to_dict() for h in self.passages]
+        return out
+
+
+@dataclass
+class _Passage:
+    sentences: list[str]
+    terms: list[set[str]]
+    facts: Facts  # of the whole passage
+    vectors: list[list[float]] | None = None
+
+
+@dataclass
+class _Verdict:
+    supported: bool
+    score: float
+    reason: str | None
+
+
+def _prepare(passages: Sequence[str], embedder: Embedder | None) -> list[_Passage]:
+    out = []
+    for p in passages:
+        sents = [p[a:b] for a, b in sentence_spans(p)] or [p]
+        out.append(_Passage(sents, [content_terms(s) for s in sents], facts(p)))
+    if embedder is not None:
+        flat = [s for p in out for s in p.sentences]
+        vectors = embedder.embed_documents(flat) if flat else []
+        i = 0
+        for p in out:
+            p.vectors = vectors[i : i + len(p.sentences)]
+            i += len(p.sentences)
+    return out
+
+
+def _cos(a: Sequence[float], b: Sequence[float]) -> float:
+    dot = sum(x * y for x, y in zip(a, b, strict=False))
+    na = sum(x * x for x in a) ** 0.5
+    nb = sum(y * y for y in b) ** 0.5
+    return dot / (na * nb) if na and nb else 0.0
+
+
+def _judge(claim: str, terms: set[str], vec: list[float] | None, p: _Passage, min_score: float) -> _Verdict:
+    sims = [_cos(vec, v) for v in p.vectors] if vec is not None and p.vectors else None
+    words = {t for t in terms if not t.isdigit()} or terms
+
+    def rank(i: int) -> float:
+        base = len(words & p.terms[i]) / len(words)
+        return base + (sims[i] if sims else 0.0)
+
+    order = sorted(range(len(p.sentences)), key=rank, reverse=True)
+    window = [order[0]]
+    covered = set(words & p.terms[order[0]])
+    for i in order[1:]:
+        if len(window) >= WINDOW:
+            break
+        if len((words & p.terms[i]) - covered) >= 2:
+            window.append(i)
+            covered |= words & p.terms[i]
+    window.sort()
+    window_text = " ".join(p.sentences[i] for i in window)
+    coverage = len(terms & set().union(*(p.terms[i] for i in window))) / len(terms)
+    score = coverage
+    if sims:
+        best = max(sims[i] for i in window)
+        score = (coverage + min(1.0, max(0.0, (best - COS_LO) / (COS_HI - COS_LO)))) / 2
+    # Facts may also come from the sentences around the window (a heading, "this macro") and from
+    # any sentence sharing two of the claim's words; the passage's first sentence if it is a heading.
+    near = {j for i in window for j in (i - 1, i, i + 1) if 0 <= j < len(p.sentences)}
+    near |= {i for i in range(len(p.sentences)) if len(words & p.terms[i]) >= 2}
+    if len(p.sentences[0].split()) <= 12:
+        near.add(0)
+    near_text = " ".join(p.sentences[i] for i in sorted(near))
+    claim_facts, near_facts = facts(claim), facts(near_text)
+    missing = numbers_missing(claim_facts, near_facts)
+    if missing:
+        return _Verdict(False, score, f"number {missing} not in the sources")
+    missing = names_missing(claim_facts.codes, near_facts.codes, near_text)
+    if missing:
+        return _Verdict(False, score, f"'{missing}' not in the sources")
+    missing = names_missing(claim_facts.names, p.facts.names, " ".join(p.sentences))
+    if missing:
+        return _Verdict(False, score, f"name '{missing}' not in the sources")
+    if claim_facts.default and not near_facts.default:
+        return _Verdict(False, score, "the sources state no such default")
+    reason = _polarity(claim, [c for i in window for c in clauses(p.sentences[i])])
+    if reason:
+        return _Verdict(False, score, reason)
+    if score < min_score:
+        return _Verdict(False, score, "meaning not supported")
+    return _Verdict(True, score, None)
+
+
+def _polarity(claim: str, passage_clauses: list[str]) -> str | None:
+    """Each clause of the claim against the passage clause it matches best: same negation, and no
+    word whose opposite the passage uses."""
+    p_terms = [content_terms(c) for c in passage_clauses]
+    for part in clauses(claim):
+        t = content_terms(part)
+        if len(t) < 2 or not passage_clauses:
+            continue
+        best = max(range(len(passage_clauses)), key=lambda i: len(t & p_terms[i]) / (1 + 0.01 * len(p_terms[i])))
+        if not t & p_terms[best]:
+            continue
+        if negated(part) != negated(passage_clauses[best]):
+            return "negation differs"
+        if opposite(part, passage_clauses[best]):
+            return "says the opposite of the sources"
+    return None
+
+
+def _sentences(text: str) -> list[tuple[int, int, str]]:
+    out = []
+    for a, b in sentence_spans(text):
+        stripped = " ".join(MARKER.sub(" ", text[a:b]).split())
+        stripped = re.sub(r"\s+([.,;:!?。，；：！？])", r"\1", stripped)
+        if stripped:
+            out.append((a, b, stripped))
+    return out
+
+
+def _check_one(
+    claim: str,
+    span: tuple[int, int],
+    cited: list[int],
+    passages: list[_Passage],
+    embedder: Embedder | None,
+    min_score: float,
+) -> Claim:
+    terms = content_terms(claim)
+    if trivial(claim, terms):
+        return Claim(claim, span[0], span[1], [], True, 1.0, None, checked=False)
+    vec = embedder.embed_query(claim) if embedder is not None and passages else None
+    order = [n for n in cited if 1 <= n <= len(passages)]
+    order += [n for n in range(1, len(passages) + 1) if n not in order]
+    verdicts = {n: _judge(claim, terms, vec, passages[n - 1], min_score) for n in order}
+    good = sorted((n for n in order if verdicts[n].supported), key=lambda n: -verdicts[n].score)
+    if good:
+        return Claim(claim, span[0], span[1], good, True, verdicts[good[0]].score, None)
+    if not order:
+        return Claim(claim, span[0], span[1], [], False, 0.0, "no passage to check against")
+    # The reason from the passage the claim cites, else from the closest one.
+    first = next((n for n in order if n in cited), None) or max(order, key=lambda n: verdicts[n].score)
+    return Claim(claim, span[0], span[1], [], False, verdicts[first].score, verdicts[first].reason)
+
+
+def check_claims(
+    text: str, passages: Sequence[str], *, embedder: Embedder | None = None, min_score: float = MIN_SCORE
+) -> list[Claim]:
+    """One ``Claim`` per sentence of ``text``, checked against ``passages`` (its ``[n]`` markers
+    name them, 1-based: those first, then the others)."""
+    prepared = _prepare(passages, embedder)
+    out = []
+    for a, b, claim in _sentences(text):
+        cited = [int(x) for m in MARKER.finditer(text[a:b]) for x in re.split(r"\s*,\s*", m.group(1))]
+        out.append(_check_one(claim, (a, b), cited, prepared, embedder, min_score))
+    return out
+
+
+def verify(
+    text: str,
+    search: Callable[[str], list[Hit]],
+    *,
+    embedder: Embedder | None = None,
+    min_score: float = MIN_SCORE,
+) -> list[Claim]:
+    """Check any text against the index: each sentence is searched for (``search(sentence)``) and
+    checked against the hits. A claim's ``passages`` are its supporting hits, best first, and its
+    ``sources`` number them (1-based); an unsupported claim has no sources and carries the closest
+    hit in ``passages``, so the reader sees what it was compared with."""
+    out = []
+    for a, b, sentence in _sentences(text):
+        if trivial(sentence, content_terms(sentence)):
+            out.append(Claim(sentence, a, b, [], True, 1.0, None, checked=False))
+            continue
+        hits = search(sentence)
+        claim = _check_one(sentence, (a, b), [], _prepare([h.text for h in hits], embedder), embedder, min_score)
+        claim.start, claim.end = a, b
+        if claim.supported:
+            claim.passages = [hits[n - 1] for n in claim.sources]
+            claim.sources = list(range(1, len(claim.passages) + 1))
+        elif hits:
+            claim.passages = [hits[0]]
+        out.append(claim)
+    return out
