@@ -273,9 +273,9 @@ class _Verdict:
 
 def _prepare(passages: Sequence[str], embedder: Embedder | None) -> list[_Passage]:
     out = []
-    for p in passages:
-        sents = [p[a:b] for a, b in sentence_spans(p)] or [p]
-        out.append(_Passage(sents, [content_terms(s) for s in sents], facts(p)))
+    for text in passages:
+        sents = [text[a:b] for a, b in sentence_spans(text)] or [text]
+        out.append(_Passage(sents, [content_terms(s) for s in sents], facts(text)))
     if embedder is not None:
         flat = [s for p in out for s in p.sentences]
         vectors = embedder.embed_documents(flat) if flat else []
@@ -311,7 +311,6 @@ def _judge(claim: str, terms: set[str], vec: list[float] | None, p: _Passage, mi
             window.append(i)
             covered |= words & p.terms[i]
     window.sort()
-    window_text = " ".join(p.sentences[i] for i in window)
     coverage = len(terms & set().union(*(p.terms[i] for i in window))) / len(terms)
     score = coverage
     if sims:
@@ -379,22 +378,24 @@ def _check_one(
     passages: list[_Passage],
     embedder: Embedder | None,
     min_score: float,
-) -> Claim:
+) -> tuple[Claim, int | None]:
+    """The claim, and the passage closest to supporting it (1-based; None when there is none)."""
     terms = content_terms(claim)
     if trivial(claim, terms):
-        return Claim(claim, span[0], span[1], [], True, 1.0, None, checked=False)
+        return Claim(claim, span[0], span[1], [], True, 1.0, None, checked=False), None
     vec = embedder.embed_query(claim) if embedder is not None and passages else None
     order = [n for n in cited if 1 <= n <= len(passages)]
     order += [n for n in range(1, len(passages) + 1) if n not in order]
     verdicts = {n: _judge(claim, terms, vec, passages[n - 1], min_score) for n in order}
     good = sorted((n for n in order if verdicts[n].supported), key=lambda n: -verdicts[n].score)
     if good:
-        return Claim(claim, span[0], span[1], good, True, verdicts[good[0]].score, None)
+        return Claim(claim, span[0], span[1], good, True, verdicts[good[0]].score, None), good[0]
     if not order:
-        return Claim(claim, span[0], span[1], [], False, 0.0, "no passage to check against")
+        return Claim(claim, span[0], span[1], [], False, 0.0, "no passage to check against"), None
     # The reason from the passage the claim cites, else from the closest one.
-    first = next((n for n in order if n in cited), None) or max(order, key=lambda n: verdicts[n].score)
-    return Claim(claim, span[0], span[1], [], False, verdicts[first].score, verdicts[first].reason)
+    closest = max(order, key=lambda n: verdicts[n].score)
+    first = next((n for n in order if n in cited), None) or closest
+    return Claim(claim, span[0], span[1], [], False, verdicts[first].score, verdicts[first].reason), closest
 
 
 def check_claims(
@@ -406,7 +407,7 @@ def check_claims(
     out = []
     for a, b, claim in _sentences(text):
         cited = [int(x) for m in MARKER.finditer(text[a:b]) for x in re.split(r"\s*,\s*", m.group(1))]
-        out.append(_check_one(claim, (a, b), cited, prepared, embedder, min_score))
+        out.append(_check_one(claim, (a, b), cited, prepared, embedder, min_score)[0])
     return out
 
 
@@ -427,12 +428,12 @@ def verify(
             out.append(Claim(sentence, a, b, [], True, 1.0, None, checked=False))
             continue
         hits = search(sentence)
-        claim = _check_one(sentence, (a, b), [], _prepare([h.text for h in hits], embedder), embedder, min_score)
-        claim.start, claim.end = a, b
+        prepared = _prepare([h.text for h in hits], embedder)
+        claim, closest = _check_one(sentence, (a, b), [], prepared, embedder, min_score)
         if claim.supported:
             claim.passages = [hits[n - 1] for n in claim.sources]
             claim.sources = list(range(1, len(claim.passages) + 1))
-        elif hits:
-            claim.passages = [hits[0]]
+        elif closest is not None:
+            claim.passages = [hits[closest - 1]]
         out.append(claim)
     return out
