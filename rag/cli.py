@@ -10,6 +10,7 @@ import click
 
 from rag import cli_index, cli_query
 from rag.cli_common import EXIT_ERROR, EXIT_SOME_FAILED, RagGroup
+from rag.cli_verify import verify as verify_cmd
 
 __all__ = ["EXIT_ERROR", "EXIT_SOME_FAILED", "cli", "main"]
 
@@ -47,6 +48,7 @@ for _command in (
     cli_index.reindex,
     cli_query.ask,
     cli_query.search,
+    verify_cmd,
     cli_query.evaluate_cmd,
     cli_query.serve,
     cli_index.status,

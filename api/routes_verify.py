@@ -1,0 +1,41 @@
+"""``POST /verify``: check every sentence of any text against the index (no chat model).
+
+The body is ``{"text": ..., "k": ...}``; the answer ``{"claims": [...]}``, one claim per sentence
+(``rag.claims.Claim.to_dict``), each with the passages that support it (or the closest one).
+An empty text or a ``k`` outside 1..100 is a 400 (``InvalidRequestError``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+from pydantic import BaseModel, Field
+
+from api.deps import AppRag
+from api.routes_query import ERRORS
+from rag.errors import InvalidRequestError
+
+router = APIRouter()
+
+
+class VerifyRequest(BaseModel):
+    text: str = Field(..., description="Any text, e.g. an answer from any model.", examples=["The X200 weighs 1.2 kg."])
+    k: int | None = Field(None, description="Passages retrieved per sentence, 1..100 (default RAG_TOP_K).")
+
+
+@router.post("/verify", responses=ERRORS)
+def verify(body: VerifyRequest, rag: AppRag) -> dict[str, Any]:
+    """Each sentence of `text` checked against the documents: `supported`, `score`, `reason`,
+    `sources` and the supporting `passages`."""
+    if not body.text.strip():
+        raise InvalidRequestError("'text' is empty: nothing to verify.")
+    if body.k is not None and not 1 <= body.k <= 100:
+        raise InvalidRequestError(f"'k' must be between 1 and 100, not {body.k}.")
+    if hasattr(rag, "verify"):
+        claims = rag.verify(body.text, body.k)
+    else:  # until Rag.verify exists
+        from rag.claims import verify as verify_claims
+
+        claims = verify_claims(body.text, lambda q: rag.search(q, body.k), embedder=rag.embedder)
+    return {"claims": [c.to_dict() for c in claims]}
