@@ -28,13 +28,8 @@ UNSUPPORTED: dict[BackendKind, frozenset[str]] = {
 
 
 def backend_kind(settings: Settings) -> BackendKind:
-    """The kind of the chat backend; the URL heuristic is only the fallback of ``backend="auto"``."""
-    url = settings.base_url
-    if url is None:
-        return "embedded"
-    if settings.backend != "auto":
-        return settings.backend
-    return "ollama" if ":11434" in url or "ollama" in url.lower() else "openai-compatible"
+    """The kind of the chat backend (``Settings.backend_kind``)."""
+    return settings.backend_kind
 
 
 def check_supported(settings: Settings, params: dict[str, Any], images: bool) -> None:

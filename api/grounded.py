@@ -59,7 +59,11 @@ def answer(rag: Rag, body: dict[str, Any]) -> dict[str, Any] | StreamingResponse
     content = messages[last].get("content")
     attachments = [p for p in content if isinstance(p, dict) and p.get("type") != "text"] if images else None
     try:
-        stream = rag.start(question, history=history, params=params, attachments=attachments)
+        answer_mode = body.get("answer")  # extensions beside the OpenAI fields (the SDKs' extra_body)
+        strict = bool(body.get("strict"))
+        stream = rag.start(
+            question, history=history, params=params, attachments=attachments, answer=answer_mode, strict=strict
+        )
     except RagError as exc:
         return wire.from_rag_error(exc)
     model = str(body["model"])
@@ -71,4 +75,5 @@ def answer(rag: Rag, body: dict[str, Any]) -> dict[str, Any] | StreamingResponse
     if stream.error is not None or stream.answer is None:
         return wire.from_rag_error(stream.error or RagError("The answer stream ended without an answer."))
     a = stream.answer
-    return wire.completion(model, a.text, a.citations, a.usage)
+    claims = [c.to_dict() for c in a.claims]
+    return wire.completion(model, a.text, a.citations, a.usage, refused=a.refused, claims=claims)

@@ -94,8 +94,18 @@ def completion_id() -> str:
     return f"chatcmpl-{uuid.uuid4().hex[:24]}"
 
 
-def completion(model: str, text: str, cited: list[dict[str, Any]], used: dict[str, Any]) -> dict[str, Any]:
-    """A whole grounded answer as a ``chat.completion``, with ``citations`` on the message and beside it."""
+def completion(
+    model: str,
+    text: str,
+    cited: list[dict[str, Any]],
+    used: dict[str, Any],
+    *,
+    refused: bool = False,
+    claims: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """A whole grounded answer as a ``chat.completion``, with ``citations`` on the message and beside
+    it, and beside them ``refused`` (the documents hold no answer: no model was asked) and ``claims``
+    (each sentence checked against the passages)."""
     return {
         "id": completion_id(),
         "object": "chat.completion",
@@ -110,11 +120,14 @@ def completion(model: str, text: str, cited: list[dict[str, Any]], used: dict[st
         ],
         "usage": usage(used),
         "citations": citations(cited),
+        "refused": refused,
+        "claims": claims or [],
     }
 
 
 def chunks(stream: AnswerStream, model: str, include_usage: bool) -> Iterator[str]:
-    """A grounded answer as ``chat.completion.chunk`` events; the last chunk carries ``citations``."""
+    """A grounded answer as ``chat.completion.chunk`` events; the last chunk carries ``citations``,
+    ``refused`` and ``claims``."""
     cid = completion_id()
     created = int(time.time())
 
@@ -138,7 +151,10 @@ def chunks(stream: AnswerStream, model: str, include_usage: bool) -> Iterator[st
             yield error_data(err.message, code=err.code)
             return
         elif event.type == "done":
-            yield chunk({}, "stop", citations=citations(event.data["citations"]))
+            done = event.data
+            yield chunk(
+                {}, "stop", citations=citations(done["citations"]), refused=done["refused"], claims=done["claims"]
+            )
             if include_usage:
                 used = usage(event.data["usage"] or Usage(0, 0).to_dict())
                 body = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model}

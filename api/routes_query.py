@@ -49,9 +49,11 @@ def _events(stream: AnswerStream) -> Iterator[str]:
 )
 def query(body: QueryRequest, rag: AppRag) -> StreamingResponse:
     """Answer a question as a stream of Server-Sent Events:
-    `sources` (retrieved chunks), `token` (text deltas), then `done`
-    (answer, citations, usage, timings) or `error`."""
-    stream = rag.start(body.question, body.k, **body.options())
+    `sources` (retrieved chunks, each with `relevance` and `in_prompt`, and the `query` searched),
+    `token` (text deltas), then `done` (answer, `refused`, citations, `claims`: each sentence with
+    `supported`, usage, timings) or `error`. When no passage is relevant enough (RAG_MIN_RELEVANCE)
+    the answer is a refusal (`refused: true`, the closest passages in `sources`), and no model is asked."""
+    stream = rag.start(body.question, body.k, **body.answer_options())
     return StreamingResponse(
         _events(stream),
         media_type="text/event-stream",

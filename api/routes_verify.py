@@ -32,10 +32,5 @@ def verify(body: VerifyRequest, rag: AppRag) -> dict[str, Any]:
         raise InvalidRequestError("'text' is empty: nothing to verify.")
     if body.k is not None and not 1 <= body.k <= 100:
         raise InvalidRequestError(f"'k' must be between 1 and 100, not {body.k}.")
-    if hasattr(rag, "verify"):
-        claims = rag.verify(body.text, body.k)
-    else:  # until Rag.verify exists
-        from rag.claims import verify as verify_claims
-
-        claims = verify_claims(body.text, lambda q: rag.search(q, body.k), embedder=rag.embedder)
+    claims = rag.verify(body.text, body.k)
     return {"claims": [c.to_dict() for c in claims]}

@@ -36,10 +36,30 @@ class RetrievalOptions(BaseModel):
         return {"mode": self.mode, "filters": filters, "min_score": self.min_score}
 
 
+class Turn(BaseModel):
+    role: Literal["user", "assistant"]
+    content: str
+
+
 class QueryRequest(RetrievalOptions):
     question: str = Field(
         ..., description="The question to answer from the index.", examples=["How long is the warranty on the X200?"]
     )
+    answer: Literal["generate", "quote", "auto"] | None = Field(
+        None,
+        description="generate (the chat model writes the answer), quote (the passage sentences that answer it, "
+        "verbatim; no model call) or auto (per backend and question language); default RAG_ANSWER_MODE.",
+    )
+    strict: bool = Field(False, description="Leave out the sentences the check finds unsupported by the passages.")
+    history: list[Turn] = Field(
+        default_factory=list,
+        description="Earlier turns of the conversation, oldest first; the question is rewritten to stand alone "
+        "for retrieval (the `sources` event's `query`).",
+    )
+
+    def answer_options(self) -> dict[str, Any]:
+        history = [t.model_dump() for t in self.history]
+        return self.options() | {"answer": self.answer, "strict": self.strict, "history": history}
 
 
 class SearchRequest(RetrievalOptions):

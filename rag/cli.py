@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from rag import cli_index, cli_query
+from rag import cli_answer, cli_index, cli_query
 from rag.cli_common import EXIT_ERROR, EXIT_SOME_FAILED, RagGroup
 from rag.cli_verify import verify as verify_cmd
 
@@ -46,7 +46,8 @@ for _command in (
     cli_index.ingest,
     cli_index.forget,
     cli_index.reindex,
-    cli_query.ask,
+    cli_answer.ask,
+    cli_answer.chat,
     cli_query.search,
     verify_cmd,
     cli_query.evaluate_cmd,

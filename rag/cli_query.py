@@ -14,7 +14,7 @@ import click
 from rag.cli_common import SERVE_PARALLEL, _rag
 from rag.prompt import label
 from rag.retrieval import MODES, Filters, parse_pages
-from rag.settings import Settings
+from rag.settings import ANSWER_MODES, Settings
 
 
 def retrieval_options(f: Any) -> Any:
@@ -68,47 +68,6 @@ def retrieval_options(f: Any) -> Any:
     return command
 
 
-@click.command()
-@click.argument("question")
-@click.option("-k", "--k", "k", type=click.IntRange(1, 100), help="How many chunks to retrieve [default RAG_TOP_K, 3].")
-@retrieval_options
-@click.option("--json", "as_json", is_flag=True, help="Print the final answer, citations and timings as JSON.")
-@click.pass_context
-def ask(ctx: click.Context, question: str, k: int | None, search: dict[str, Any], as_json: bool) -> None:
-    """Answer QUESTION from the index, streaming tokens, then the sources.
-
-    \b
-    Examples:
-      rag ask "How do I enable WAL mode?"
-      rag ask "What does set logscale do?" --type pdf --pages 100-200
-    """
-    rag = _rag(ctx)
-    stream = rag.start(question, k, **search)
-    for event in stream:
-        if event.type == "token" and not as_json:
-            click.echo(event.data["text"], nl=False)
-            sys.stdout.flush()
-        elif event.type == "error" and stream.error is not None:
-            raise stream.error
-    answer = stream.answer
-    assert answer is not None
-    if as_json:
-        click.echo(json.dumps(answer.to_dict(), ensure_ascii=False, indent=2))
-        return
-    click.echo("\n")
-    if answer.citations:
-        click.secho("Sources:", bold=True)
-        for c in answer.citations:
-            how = "  (matched by content)" if c["inferred"] else ""
-            click.echo(f"  [{c['n']}] {label_of(c)}{how}")
-    else:
-        click.secho("No source was cited. Retrieved:", bold=True)
-        for i, h in enumerate(answer.sources, start=1):
-            click.echo(f"  [{i}] {label(h)}  (score {h.score:.2f})")
-    t = answer.timings
-    click.secho(f"first token {t['first_token_ms']:.0f} ms, {t['tokens_per_s']:.1f} tokens/s", dim=True, err=True)
-
-
 def label_of(c: dict[str, Any]) -> str:
     where = f"{c['source']}, page {c['page']}" if c.get("page") else c["source"]
     return f"{where} — {c['heading']}" if c.get("heading") else where
@@ -146,6 +105,14 @@ def search(ctx: click.Context, query: str, k: int | None, search: dict[str, Any]
 )
 @click.option("--path", "paths", multiple=True, metavar="PREFIX|GLOB", help="Search only these sources.")
 @click.option("--limit", type=click.IntRange(1), help="Only the first N questions.")
+@click.option(
+    "--answers",
+    "answer_modes",
+    multiple=True,
+    type=click.Choice(ANSWER_MODES),
+    help="Also score whole answers made in this answer mode (repeatable): accuracy against the lines' "
+    "answer keys, citation precision, refusals, unsupported sentences, time to first token.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the scores (and each question's first hit rank) as JSON.")
 @click.pass_context
 def evaluate_cmd(
@@ -154,6 +121,7 @@ def evaluate_cmd(
     modes: tuple[str, ...],
     paths: tuple[str, ...],
     limit: int | None,
+    answer_modes: tuple[str, ...],
     as_json: bool,
 ) -> None:
     """Score retrieval on a question set: hit@1, hit@5, hit@10, MRR and nDCG@10 per mode.
@@ -186,6 +154,11 @@ def evaluate_cmd(
             click.echo(f"\r{i}/{n} questions", nl=i == n, err=True)
 
     scores = evaluate(rag, questions, chosen, Filters(paths), progress)  # type: ignore[arg-type]
+    answers = []
+    if answer_modes:
+        from rag.evaluate_answers import evaluate_answers
+
+        answers = evaluate_answers(rag, questions, answer_modes, progress=progress)
     if as_json:
         out = {
             "file": str(qa_file),
@@ -198,6 +171,8 @@ def evaluate_cmd(
                 s.mode: {str(q.line): r for q, r in zip(questions, s.first_ranks, strict=True)} for s in scores
             },
         }
+        if answers:
+            out["answers"] = {a.mode: a.to_dict() for a in answers}
         click.echo(json.dumps(out, indent=2))
         return
     click.echo(f"{len(questions)} questions, {rag.count()} chunks in '{rag.settings.collection}'")
@@ -206,6 +181,21 @@ def evaluate_cmd(
         click.echo(
             f"{s.mode:<8} {s.hit1:6.3f} {s.hit5:6.3f} {s.hit10:6.3f} {s.mrr:6.3f} {s.ndcg10:8.3f} {s.ms_mean:7.1f}"
         )
+    if answers:
+        click.echo("")
+        cols = ("accuracy", "citation_precision", "refusal_rate", "wrong_refusal_rate", "unsupported_rate")
+        click.echo(
+            f"{'answer':<9} {'accuracy':>8} {'cite-prec':>9} {'refused':>8} {'wrong-ref':>9} {'unsupp':>7} "
+            f"{'TTFT ms':>8}"
+        )
+        for a in answers:
+            d = a.to_dict()
+            figures = " ".join(
+                f"{d[c]:>{w}.3f}" if d[c] is not None else f"{'-':>{w}}"
+                for c, w in zip(cols, (8, 9, 8, 9, 7), strict=True)
+            )
+            ttft = d["first_token_ms_p50"]
+            click.echo(f"{a.mode:<9} {figures} {ttft if ttft is not None else '-':>8}")
 
 
 @click.command()

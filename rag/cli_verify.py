@@ -17,14 +17,7 @@ if TYPE_CHECKING:
 
 
 def verify_text(ctx: click.Context, text: str, k: int | None) -> list[Claim]:
-    """``Rag.verify`` when the engine has it; until then ``rag.claims.verify`` over ``Rag.search``."""
-    rag = _rag(ctx)
-    if hasattr(rag, "verify"):
-        claims: list[Claim] = rag.verify(text, k)
-        return claims
-    from rag.claims import verify
-
-    return verify(text, lambda q: rag.search(q, k), embedder=rag.embedder)
+    return _rag(ctx).verify(text, k)
 
 
 @click.command()

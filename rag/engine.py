@@ -24,11 +24,12 @@ from rag.answering import Answerer
 from rag.embedded import EmbeddedEngines, EngineChat, EngineEmbedder
 from rag.models import ChatModel, Embedder, OpenAIChat, OpenAIEmbedder
 from rag.retrieval import Filters, Mode
-from rag.searching import Searcher
+from rag.searching import Searcher, check_k
 from rag.settings import Settings
 from rag.store import ChromaStore, Hit
 
 if TYPE_CHECKING:  # rag.indexing imports ingest: loaded when an index is written or inspected
+    from rag.claims import Claim
     from rag.indexing import FileResult, Indexer, IngestReport, Manifest, ProgressSink, Selection
     from rag.keyword import KeywordIndex
 
@@ -119,7 +120,7 @@ class Rag:
     @property
     def answerer(self) -> Answerer:
         if self._answerer is None:
-            self._answerer = Answerer(self.settings, self.searcher, lambda: self.chat)
+            self._answerer = Answerer(self.settings, self.searcher, lambda: self.chat, lambda: self.embedder)
         return self._answerer
 
     @property
@@ -192,6 +193,15 @@ class Rag:
     def ask(self, question: str, k: int | None = None, **options: Any) -> Answer:
         """The whole answer at once."""
         return self.answerer.ask(question, k, **options)
+
+    def verify(self, text: str, k: int | None = None, **options: Any) -> list[Claim]:
+        """Check any text (an answer from any model) against the documents: each sentence is
+        searched for (``k`` passages, options as for ``search``) and checked against what is found
+        (``rag.claims``); each claim carries its best supporting passages."""
+        from rag.claims import verify
+
+        k = check_k(k, self.settings.top_k)
+        return verify(text, lambda sentence: self.search(sentence, k, **options), embedder=self.embedder)
 
     # -- housekeeping ------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:

@@ -107,7 +107,7 @@ def invoke_cli(
     if isinstance(result.exception, subprocess.TimeoutExpired):
         raise result.exception
     stderr = result.stderr
-    if result.exc_info is not None and not isinstance(result.exception, SystemExit):
+    if result.exc_info is not None and not issubclass(result.exc_info[0], SystemExit):
         stderr += "".join(traceback.format_exception(*result.exc_info))
     return subprocess.CompletedProcess(["rag", *args], result.exit_code, result.stdout, stderr)
 

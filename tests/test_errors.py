@@ -48,6 +48,7 @@ def cli_env(index: Path, base_url: str, **extra: str) -> dict[str, str]:
         RAG_CHAT_MODEL=CHAT,
         RAG_MAX_RETRIES="0",
         RAG_REQUEST_TIMEOUT="10",
+        RAG_MIN_RELEVANCE="0",  # these tests are about the chat server's errors: never refuse before it
         **extra,
     )
 
@@ -60,6 +61,7 @@ def make_settings(index: Path, base_url: str, **extra: Any) -> Settings:
         "chat_model": CHAT,
         "max_retries": 0,
         "request_timeout": 10,
+        "min_relevance": 0.0,  # never refuse before the chat server
     }
     return Settings(**(values | extra))
 

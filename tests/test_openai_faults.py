@@ -29,6 +29,7 @@ def app_for(tmp: Path, base_url: str, **extra: Any) -> tuple[Rag, TestClient]:
         chat_model="fake-chat-model",
         max_retries=0,
         request_timeout=10,
+        min_relevance=0.0,  # the fake's hashed vectors carry no meaning: never refuse before the backend
         **extra,
     )
     return Rag(settings), TestClient(create_app(settings))
@@ -144,6 +145,7 @@ def test_tool_calls_and_parameters_pass_through_a_real_server(tmp_path: Path, fa
         RAG_BASE_URL=fake_server.base_url,
         RAG_EMBED_MODEL="fake-embed-a",
         RAG_CHAT_MODEL="fake-chat-model",
+        RAG_MIN_RELEVANCE="0",
     )
     port = free_port()
     server = ServerProcess([str(BIN / "rag"), "serve", "--port", str(port)], port, "/health", env=env)
