@@ -17,6 +17,7 @@ _EXPORTS = {
     "E5TokenCounter": "ingest.tokens",
     "FileResult": "ingest.report",
     "HeuristicTokenCounter": "ingest.tokens",
+    "Index": "ingest.index",
     "IngestReport": "ingest.report",
     "Ingestor": "ingest.pipeline",
     "LoadError": "ingest.loaders",
@@ -39,6 +40,7 @@ __all__ = [
     "E5TokenCounter",
     "FileResult",
     "HeuristicTokenCounter",
+    "Index",
     "IngestReport",
     "Ingestor",
     "LoadError",
@@ -56,6 +58,7 @@ __all__ = [
 
 if TYPE_CHECKING:
     from ingest.chunker import Chunk, Chunker
+    from ingest.index import Index
     from ingest.loaders import LoadedDocument, LoadError, Unit, kind_of, load
     from ingest.manifest import Manifest
     from ingest.pipeline import Ingestor

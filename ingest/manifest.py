@@ -1,13 +1,10 @@
-"""The ingest manifest: one SQLite file beside the index recording, per file, what
-is in the vector store and why.
+"""The ingest manifest: one SQLite file beside the index recording, per file, what is in the
+vector store and why (its tables: ``ingest.schema``).
 
-It is what makes reruns cheap (size + mtime, then content hash), renames free
-(embeddings are found again by chunk hash) and crashes harmless: before the
-store is touched for a file, the ids about to be written are recorded as
-*pending* in a committed transaction. A run that finds pending rows (a previous
-run died mid-write) reconciles the store against the manifest first: ids the
-manifest does not own are deleted, and files whose committed chunks are missing
-are re-ingested.
+It is what makes reruns cheap (size + mtime, then content hash), renames free (embeddings are
+found again by chunk hash) and crashes harmless: the rows it writes are steps of the storage rule,
+which ``ingest.index.Index`` runs (pending marks before the store is touched, one commit after).
+This module is the SQL of each step; the order is the Index's.
 """
 
 from __future__ import annotations
@@ -17,54 +14,14 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
 from ingest import schema
+from ingest.schema import Committed, Failed, FileRow
 from rag.sqlite_pool import POOL_SIZE, ConnectionPool
 from rag.store import StoredChunk
-
-
-@dataclass
-class FileRow:
-    path: str
-    root: str
-    source: str
-    kind: str | None
-    size: int | None
-    mtime_ns: int | None
-    hash: str | None
-    chunker: str | None
-    status: str
-    error: str | None
-    error_kind: str | None
-    chunks: int
-    pending_ids: list[str]
-
-    @classmethod
-    def from_row(cls, row: sqlite3.Row) -> FileRow:
-        d = dict(row)
-        d["pending_ids"] = json.loads(d["pending_ids"] or "[]")
-        d.pop("updated", None)
-        return cls(**d)
-
-
-@dataclass
-class Committed:
-    """What a file holds in the store after a successful write."""
-
-    path: str
-    root: str
-    source: str
-    kind: str
-    size: int
-    mtime_ns: int
-    hash: str
-    chunker: str
-    chunks: list[tuple[str, str]]  # (chunk id, chunk hash)
-    docs: Sequence[StoredChunk] = ()  # texts and metadata for the keyword index
 
 
 def under(prefix: str) -> tuple[str, str]:
@@ -236,7 +193,16 @@ class Manifest:
                     (path, root, source, json.dumps(ids), now),
                 )
 
-    def commit(self, done: Sequence[Committed]) -> None:
+    def commit(
+        self,
+        done: Sequence[Committed],
+        failed: Sequence[Failed] = (),
+        removed: Sequence[str] = (),
+        touched: Sequence[tuple[str, int, int]] = (),
+    ) -> None:
+        """One transaction: the files written (their rows, ``chunks`` rows and keyword rows), the
+        files that failed or went away (no chunks left), and files only touched (same content, new
+        mtime: remembered so the next run takes the fast path)."""
         now = time.time()
         with self._tx() as db:
             for c in done:
@@ -246,58 +212,30 @@ class Manifest:
                     [(cid, c.path, h) for cid, h in c.chunks],
                 )
                 db.execute(
-                    "UPDATE files SET root = ?, source = ?, kind = ?, size = ?, mtime_ns = ?, hash = ?, "
-                    "chunker = ?, status = 'ok', error = NULL, error_kind = NULL, "
-                    "chunks = ?, pending_ids = NULL, updated = ? WHERE path = ?",
-                    (
-                        c.root,
-                        c.source,
-                        c.kind,
-                        c.size,
-                        c.mtime_ns,
-                        c.hash,
-                        c.chunker,
-                        len(c.chunks),
-                        now,
-                        c.path,
-                    ),
+                    "UPDATE files SET root = ?, source = ?, kind = ?, size = ?, mtime_ns = ?, hash = ?, chunker = ?, "
+                    "status = 'ok', error = NULL, error_kind = NULL, chunks = ?, pending_ids = NULL, updated = ? "
+                    "WHERE path = ?",
+                    (c.root, c.source, c.kind, c.size, c.mtime_ns, c.hash, c.chunker, len(c.chunks), now, c.path),
                 )
                 if c.docs:
                     db.executemany(schema.KEYWORD_INSERT, schema.keyword_rows(c.path, c.docs))
-
-    def record_failure(
-        self,
-        path: str,
-        root: str,
-        source: str,
-        kind: str | None,
-        size: int | None,
-        mtime_ns: int | None,
-        error: str,
-        error_kind: str,
-    ) -> None:
-        """A failed file holds no chunks (callers delete them from the store first)."""
-        with self._tx() as db:
-            db.execute("DELETE FROM chunks WHERE path = ?", (path,))
-            db.execute(
-                "INSERT INTO files (path, root, source, kind, size, mtime_ns, status, error, error_kind, chunks, "
-                "updated) VALUES (?, ?, ?, ?, ?, ?, 'failed', ?, ?, 0, ?) ON CONFLICT(path) DO UPDATE SET "
-                "root = excluded.root, source = excluded.source, kind = excluded.kind, size = excluded.size, "
-                "mtime_ns = excluded.mtime_ns, hash = NULL, status = 'failed', error = excluded.error, "
-                "error_kind = excluded.error_kind, chunks = 0, pending_ids = NULL, updated = excluded.updated",
-                (path, root, source, kind, size, mtime_ns, error, error_kind, time.time()),
-            )
-
-    def touch(self, path: str, size: int, mtime_ns: int) -> None:
-        """Same content, new mtime: remember it so the next run takes the fast path."""
-        with self._tx() as db:
-            db.execute("UPDATE files SET size = ?, mtime_ns = ? WHERE path = ?", (size, mtime_ns, path))
+            for f in failed:
+                db.execute("DELETE FROM chunks WHERE path = ?", (f.path,))
+                db.execute(
+                    "INSERT INTO files (path, root, source, kind, size, mtime_ns, status, error, error_kind, chunks, "
+                    "updated) VALUES (?, ?, ?, ?, ?, ?, 'failed', ?, ?, 0, ?) ON CONFLICT(path) DO UPDATE SET "
+                    "root = excluded.root, source = excluded.source, kind = excluded.kind, size = excluded.size, "
+                    "mtime_ns = excluded.mtime_ns, hash = NULL, status = 'failed', error = excluded.error, "
+                    "error_kind = excluded.error_kind, chunks = 0, pending_ids = NULL, updated = excluded.updated",
+                    (f.path, f.root, f.source, f.kind, f.size, f.mtime_ns, f.error, f.error_kind, now),
+                )
+            _forget(db, removed)
+            db.executemany("UPDATE files SET size = ?, mtime_ns = ? WHERE path = ?", [(s, m, p) for p, s, m in touched])
 
     def forget(self, paths: Sequence[str]) -> None:
+        """Drop these files' rows (their chunks' keyword rows go with them, by trigger)."""
         with self._tx() as db:
-            for path in paths:
-                db.execute("DELETE FROM chunks WHERE path = ?", (path,))
-                db.execute("DELETE FROM files WHERE path = ?", (path,))
+            _forget(db, paths)
 
     # -- recovery --------------------------------------------------------------------------------
     def pending(self) -> list[FileRow]:
@@ -344,3 +282,9 @@ class Manifest:
             rows = self.db.execute("SELECT source, chunks FROM files WHERE status = 'ok' ORDER BY source").fetchall()
         for r in rows:
             yield r["source"], r["chunks"]
+
+
+def _forget(db: sqlite3.Connection, paths: Iterable[str]) -> None:
+    for path in paths:
+        db.execute("DELETE FROM chunks WHERE path = ?", (path,))
+        db.execute("DELETE FROM files WHERE path = ?", (path,))

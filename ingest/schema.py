@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from rag.store import StoredChunk
@@ -100,6 +101,60 @@ END;
 KEYWORD_INSERT = (
     "INSERT OR REPLACE INTO kw_chunks (id, path, source, kind, page, meta, text, terms) VALUES (?,?,?,?,?,?,?,?)"
 )
+
+
+# -- the catalog's rows ----------------------------------------------------------------------
+@dataclass
+class FileRow:
+    path: str
+    root: str
+    source: str
+    kind: str | None
+    size: int | None
+    mtime_ns: int | None
+    hash: str | None
+    chunker: str | None
+    status: str
+    error: str | None
+    error_kind: str | None
+    chunks: int
+    pending_ids: list[str]
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> FileRow:
+        d = dict(row)
+        d["pending_ids"] = json.loads(d["pending_ids"] or "[]")
+        return cls(**{name: d[name] for name in cls.__dataclass_fields__})
+
+
+@dataclass
+class Committed:
+    """What a file holds in the store after a successful write."""
+
+    path: str
+    root: str
+    source: str
+    kind: str
+    size: int
+    mtime_ns: int
+    hash: str
+    chunker: str
+    chunks: list[tuple[str, str]]  # (chunk id, chunk hash)
+    docs: Sequence[StoredChunk] = ()  # texts and metadata for the keyword index
+
+
+@dataclass
+class Failed:
+    """A file that failed: its row says why, and it holds no chunks."""
+
+    path: str
+    root: str
+    source: str
+    kind: str | None
+    size: int | None
+    mtime_ns: int | None
+    error: str
+    error_kind: str
 
 
 def install(db: sqlite3.Connection) -> None:

@@ -1,8 +1,9 @@
 """Chroma behind the ``VectorStore`` interface (``rag.store``), in two implementations chosen by
 the settings: ``EmbeddedChroma`` (``PersistentClient`` in the index directory, ``rag.chroma_embedded``)
 and ``ServerChroma`` (``HttpClient`` to ``chroma run``, ``RAG_CHROMA_URL``). ``ChromaStore(settings)``
-makes the right one. What both do, the collection and its data, is written once here; every call
-holds its client through ``_using``, the one place Chroma's exceptions become ``StoreError``.
+makes the right one. What both do is written once: the collection and the client each call holds
+(here: ``_using``, the one place Chroma's exceptions become ``StoreError``), and the data calls on
+the collection (``rag.chroma_data``).
 
 The collection records the embedding model and dimension (and chunker settings) in its
 metadata, so an index is never queried or extended with vectors from a different model.
@@ -13,8 +14,8 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
-from urllib.parse import urlparse
 
+from rag import chroma_data as data
 from rag.errors import EmptyIndexError, RagError, StoreError
 from rag.settings import Settings
 from rag.store import Hit, IndexInfo, StoredChunk, check_compatible
@@ -44,6 +45,8 @@ class ChromaStore:
     def __new__(cls, settings: Settings) -> ChromaStore:
         if cls is ChromaStore:
             if settings.chroma_url:
+                from rag.chroma_server import ServerChroma
+
                 cls = ServerChroma
             else:
                 from rag.chroma_embedded import EmbeddedChroma
@@ -165,33 +168,14 @@ class ChromaStore:
             conn.collections.pop(self.name, None)
             conn.loaded.discard(self.name)
 
-    # -- data -------------------------------------------------------------------
+    # -- data (Chroma's calls: rag.chroma_data) ------------------------------------------------
     def upsert(self, chunks: Sequence[StoredChunk], embeddings: Sequence[Sequence[float]] | Any) -> None:
         """Write ``chunks`` with their vectors (a sequence of vectors or an n x dim array),
         replacing any stored under the same ids."""
-        import numpy as np
-
         with self._using() as conn:
             col = self._require(conn)
             conn.loaded.add(self.name)
-            vectors = np.asarray(embeddings, dtype=np.float32)
-            step = min(self._max_batch(conn), 1000)
-            for i in range(0, len(chunks), step):
-                part = chunks[i : i + step]
-                ids = [c.id for c in part]
-                # upsert costs ~18% more than add (measured, 10k records); ask which ids exist (~3-18 ms
-                # per 1,000) and add the rest. Only ids already stored are upserted.
-                stored = set(col.get(ids=ids, include=[])["ids"])
-                new = [j for j, cid in enumerate(ids) if cid not in stored]
-                old = [j for j, cid in enumerate(ids) if cid in stored]
-                for write, rows in ((col.add, new), (col.upsert, old)):
-                    if rows:
-                        write(
-                            ids=[ids[j] for j in rows],
-                            documents=[part[j].text for j in rows],
-                            metadatas=[part[j].metadata for j in rows],
-                            embeddings=vectors[i : i + step][rows],
-                        )
+            data.upsert(col, chunks, embeddings, min(self._max_batch(conn), 1000))
 
     def write(
         self, chunks: Sequence[StoredChunk], embeddings: Sequence[Sequence[float]] | Any, drop: Sequence[str]
@@ -215,9 +199,7 @@ class ChromaStore:
         with self._using() as conn:
             col = self._require(conn)
             conn.loaded.add(self.name)
-            step = min(self._max_batch(conn), 5000)
-            for i in range(0, len(ids), step):
-                col.delete(ids=list(ids[i : i + step]))
+            data.delete(col, ids, min(self._max_batch(conn), 5000))
 
     @property
     def max_batch(self) -> int:
@@ -234,37 +216,18 @@ class ChromaStore:
             col = self._get(conn)
             if col is None or not ids:
                 return {}
-            out: dict[str, list[float]] = {}
-            step = min(self._max_batch(conn), 1000)
-            for i in range(0, len(ids), step):
-                got = col.get(ids=list(ids[i : i + step]), include=["embeddings"])
-                vectors = got["embeddings"] if got["embeddings"] is not None else []
-                for cid, vec in zip(got["ids"], vectors, strict=False):
-                    out[cid] = [float(x) for x in vec]
-            return out
+            return data.embeddings(col, ids, min(self._max_batch(conn), 1000))
 
     def all_ids(self) -> set[str]:
         with self._using() as conn:
             col = self._get(conn)
-            if col is None:
-                return set()
-            ids: set[str] = set()
-            page = 5000
-            offset = 0
-            while True:
-                got = col.get(include=[], limit=page, offset=offset)
-                ids.update(got["ids"])
-                if len(got["ids"]) < page:
-                    return ids
-                offset += page
+            return set() if col is None else data.all_ids(col)
 
     def get_metadata(self, where: dict[str, Any]) -> dict[str, dict[str, Any]]:
+        """Metadata by id of the chunks matching a Chroma ``where`` filter (tests use it)."""
         with self._using() as conn:
             col = self._get(conn)
-            if col is None:
-                return {}
-            got = col.get(where=where or None, include=["metadatas"])
-            return {i: dict(m or {}) for i, m in zip(got["ids"], got["metadatas"] or [], strict=False)}
+            return {} if col is None else data.metadata(col, where)
 
     def get_chunks(self, ids: Sequence[str]) -> list[StoredChunk]:
         """Stored texts and metadata by id (ids that are not stored are left out)."""
@@ -272,13 +235,7 @@ class ChromaStore:
             col = self._get(conn)
             if col is None or not ids:
                 return []
-            out: list[StoredChunk] = []
-            step = min(self._max_batch(conn), 1000)
-            for i in range(0, len(ids), step):
-                got = col.get(ids=list(ids[i : i + step]), include=["documents", "metadatas"])
-                for cid, doc, meta in zip(got["ids"], got["documents"] or [], got["metadatas"] or [], strict=False):
-                    out.append(StoredChunk(cid, doc or "", dict(meta or {})))
-            return out
+            return data.chunks(col, ids, min(self._max_batch(conn), 1000))
 
     def query(
         self,
@@ -293,22 +250,15 @@ class ChromaStore:
         """The ``k`` nearest chunks (``score`` is cosine similarity), optionally only from
         ``sources`` and pages ``page_min..page_max``. ``documents=False`` leaves text and
         metadata out: fetching them costs Chroma far more than the search itself."""
-        where = _where(sources, page_min, page_max)
+        where = data.where(sources, page_min, page_max)
         with self._using() as conn:
             col = self._get(conn)
             if col is None:
                 raise self.empty_error()
             conn.loaded.add(self.name)
-            include = ["documents", "metadatas", "distances"] if documents else ["distances"]
-            res = col.query(query_embeddings=[list(embedding)], n_results=k, where=where or None, include=include)
-            ids = res["ids"][0]
-            if not ids and where is None and col.count() == 0:
+            hits = data.query(col, embedding, k, where, documents)
+            if not hits and where is None and col.count() == 0:
                 raise self.empty_error()
-        docs = res["documents"][0] if documents else [""] * len(ids)
-        metas = res["metadatas"][0] if documents else [{}] * len(ids)
-        hits = []
-        for cid, doc, meta, dist in zip(ids, docs, metas, res["distances"][0], strict=False):
-            hits.append(Hit.of(cid, 1.0 - float(dist), doc or "", dict(meta or {})))
         return hits
 
     def empty_error(self) -> EmptyIndexError:
@@ -334,50 +284,6 @@ class ChromaStore:
         if col is None:
             raise StoreError(f"The collection '{self.name}' does not exist yet; ingest something first.")
         return col
-
-
-class ServerChroma(ChromaStore):
-    """A collection on a Chroma server (``chroma run``): it holds no index in this process, so
-    there is nothing to reopen or refresh."""
-
-    def _open(self) -> None:
-        import chromadb
-        from chromadb.config import Settings as ChromaSettings
-
-        url = self._settings.chroma_url or ""
-        self.location = url
-        parsed = urlparse(url)
-        try:
-            client = chromadb.HttpClient(
-                host=parsed.hostname or "127.0.0.1",
-                port=parsed.port or (443 if parsed.scheme == "https" else 8000),
-                ssl=parsed.scheme == "https",
-                settings=ChromaSettings(anonymized_telemetry=False),
-            )
-        except Exception as exc:
-            raise StoreError(f"Cannot open the Chroma index at {url}: {exc}") from exc
-        self._conn = _Conn(client, None)
-
-    def _current(self) -> _Conn:
-        return self._conn
-
-    @contextlib.contextmanager
-    def _hold(self) -> Iterator[_Conn]:
-        yield self._conn
-
-
-def _where(sources: Sequence[str] | None, page_min: int | None, page_max: int | None) -> dict[str, Any] | None:
-    """The Chroma filter for a search's sources and page range (None: everything)."""
-    conds: list[dict[str, Any]] = []
-    if sources is not None:
-        conds.append({"source": {"$in": list(sources)}})
-    if page_min is not None:
-        conds.append({"page": {"$gte": page_min}})
-    if page_max is not None:
-        conds.append({"page": {"$lte": page_max}})
-    if not conds:
-        return None
-    return conds[0] if len(conds) == 1 else {"$and": conds}
 
 
 def _done() -> None:
