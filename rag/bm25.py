@@ -19,8 +19,8 @@ from __future__ import annotations
 import math
 import sqlite3
 import threading
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -40,10 +40,35 @@ class Built:
     docs: np.ndarray
     weights: np.ndarray  # BM25 term-frequency part, idf applied at query time
     df: np.ndarray
+    positions: dict[str, int] = field(default_factory=dict)  # chunk id -> doc index
 
     @property
     def n(self) -> int:
         return len(self.rowids)
+
+    def idf(self, word: str) -> float:
+        """FTS5's idf; a term no chunk holds gets the idf of a term in none (the largest)."""
+        t = self.vocab.get(word)
+        return idf(self.n, int(self.df[t]) if t is not None else 0)
+
+
+def idf(n: int, df: int) -> float:
+    return max(math.log((n - df + 0.5) / (df + 0.5)), 1e-6)
+
+
+@dataclass(frozen=True)
+class Matches:
+    """How a query's terms meet some chunks: what calibrated relevance (``rag.relevance``) needs.
+
+    ``total_idf``: the idf mass of the query's distinct terms (terms no chunk holds count at the
+    largest idf, ``ln(2N + 1)``); ``absent_idf``: the part of it no chunk holds; ``max_idf``:
+    ``ln(2N + 1)``, to put idfs on a 0..1 scale. ``by_id``: chunk id -> (BM25, idf mass of the
+    query terms it holds, the largest idf among them); chunks holding none are left out."""
+
+    total_idf: float = 0.0
+    absent_idf: float = 0.0
+    max_idf: float = 1.0
+    by_id: dict[str, tuple[float, float, float]] = field(default_factory=dict)
 
 
 def build(db: sqlite3.Connection) -> Built:
@@ -72,7 +97,8 @@ def build(db: sqlite3.Connection) -> Built:
     weights = (tf * (K1 + 1) / (tf + norm)).astype(np.float32)
     df = np.bincount(terms, minlength=len(vocab)).astype(np.int64)
     indptr = np.concatenate(([0], np.cumsum(df)))
-    return Built(gen, rowids, ids, paths, path_names, pages, vocab, indptr, docs, weights, df)
+    positions = {cid: i for i, cid in enumerate(ids)}
+    return Built(gen, rowids, ids, paths, path_names, pages, vocab, indptr, docs, weights, df, positions)
 
 
 def _build(open_db: Callable[[], sqlite3.Connection]) -> Built:
@@ -91,10 +117,8 @@ def score(built: Built, words: list[str], n: int, mask: np.ndarray | None) -> li
     parts_d, parts_w = [], []
     for t in cols:
         lo, hi = built.indptr[t], built.indptr[t + 1]
-        df = int(built.df[t])
-        idf = max(math.log((built.n - df + 0.5) / (df + 0.5)), 1e-6)
         parts_d.append(built.docs[lo:hi])
-        parts_w.append(built.weights[lo:hi] * idf)
+        parts_w.append(built.weights[lo:hi] * idf(built.n, int(built.df[t])))
     docs = np.concatenate(parts_d)
     scores = np.bincount(docs, weights=np.concatenate(parts_w), minlength=built.n)
     candidates = np.unique(docs)
@@ -103,6 +127,40 @@ def score(built: Built, words: list[str], n: int, mask: np.ndarray | None) -> li
     top = candidates[np.argpartition(-scores[candidates], n - 1)[:n]] if len(candidates) > n else candidates
     ordered = top[np.lexsort((built.rowids[top], -scores[top]))]
     return [(int(built.rowids[d]), built.ids[d], float(scores[d])) for d in ordered]
+
+
+def match(built: Built, words: list[str], ids: Sequence[str]) -> Matches:
+    """BM25 and matched-term idf of the chunks ``ids`` (any chunks, ranked or not) for ``words``:
+    a binary search of each query term's posting list (sorted by doc) per chunk."""
+    unique = list(dict.fromkeys(words))
+    max_idf = math.log(2 * built.n + 1) if built.n else 1.0
+    total = absent = 0.0
+    cols: list[tuple[int, float]] = []
+    for w in unique:
+        t = built.vocab.get(w)
+        w_idf = built.idf(w)
+        total += w_idf
+        if t is None:
+            absent += w_idf
+        else:
+            cols.append((t, w_idf))
+    known = [cid for cid in dict.fromkeys(ids) if cid in built.positions]
+    if not cols or not known:
+        return Matches(total, absent, max_idf)
+    req = np.fromiter((built.positions[c] for c in known), dtype=np.int64, count=len(known))
+    bm = np.zeros(len(req))
+    mass = np.zeros(len(req))
+    rare = np.zeros(len(req))
+    for t, w_idf in cols:
+        lo, hi = int(built.indptr[t]), int(built.indptr[t + 1])
+        posting = built.docs[lo:hi]
+        pos = np.minimum(np.searchsorted(posting, req), len(posting) - 1)
+        found = posting[pos] == req
+        bm += np.where(found, built.weights[lo + pos] * w_idf, 0.0)
+        mass += found * w_idf
+        rare = np.maximum(rare, found * w_idf)
+    by_id = {c: (float(b), float(m), float(r)) for c, b, m, r in zip(known, bm, mass, rare, strict=True) if m > 0}
+    return Matches(total, absent, max_idf, by_id)
 
 
 class MemoryBM25:

@@ -3,21 +3,17 @@
 Three modes: ``dense`` (Chroma, cosine similarity), ``keyword`` (BM25 over the
 same chunks, ``rag.keyword``) and ``hybrid`` (both, fused; the default).
 
-How ``hybrid`` fuses, and why (measured on both eval sets with
-benchmarks/fusion_tuning.py; figures in docs/benchmarks.md): plain reciprocal
-rank fusion gives a weak ranking the same say as a strong one and loses to the
-better input on both sets. We instead
-1. take ``depth`` (100) candidates from each side: a chunk ranked 40th by one side
-   and 2nd by the other must be seen by both;
-2. normalise each side's scores to [0, 1] within its candidates (min-max), so an
-   unbounded BM25 score and a cosine similarity become comparable, and the best
-   of each side counts fully however the absolute scores run for that query;
-3. score every candidate ``0.6 * dense + 0.4 * keyword`` (a candidate missing from
-   one side gets 0 there).
-Weights 0.55-0.6 at depths 50-100 reach the better input on both sets (depth 75-100
-is ahead on all four figures); 0.5 or 0.7, depth 20, RRF at any depth or weight, and
-more keyword weight for queries with identifiers or numbers each lose on at least
-one set; z-score normalisation at w 0.6 ties.
+How ``hybrid`` ranks (issue 14): ``depth`` (100) candidates from each side, every one scored
+with calibrated relevance (``rag.relevance``: the probability that the passage is relevant, from
+cosine similarity, BM25, query-term coverage, rare-term matches...), sorted by it. ``score`` is
+the relevance too in hybrid; dense and keyword keep their own score (cosine, BM25) and order, and
+get ``relevance`` beside it. ``rank`` is the one call a search makes after fetching both lists.
+
+``fuse`` is the fusion hybrid used before (issue 5): min-max normalise each side's scores within
+its candidates, score ``0.6 * dense + 0.4 * keyword``. Per-query normalisation made the best hit
+score 1 whatever its quality, and a rare exact match lost to passages that merely looked alike;
+it stays for the benchmarks that compare against it (benchmarks/fusion_tuning.py,
+benchmarks/relevance_fit.py; figures in docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -26,8 +22,10 @@ import fnmatch
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Literal
+from typing import Literal, Protocol
 
+from rag import relevance
+from rag.bm25 import Matches
 from rag.errors import InvalidRequestError
 from rag.store import Hit
 
@@ -121,6 +119,34 @@ def fuse(dense: Sequence[Hit], keyword: Sequence[Hit], k: int, fusion: Fusion = 
     fused = {cid: w * d.get(cid, 0.0) + (1 - w) * kw.get(cid, 0.0) for cid in by_id}
     ranked = sorted(fused, key=lambda cid: (-fused[cid], cid))[:k]
     return [replace(by_id[cid], score=fused[cid]) for cid in ranked]
+
+
+class TermMatcher(Protocol):
+    """What ``rank`` needs from the keyword index (``rag.keyword.KeywordIndex.matches``)."""
+
+    def matches(self, query: str, ids: Sequence[str]) -> Matches: ...
+
+
+def rank(query: str, dense: Sequence[Hit], keyword: Sequence[Hit], index: TermMatcher, mode: Mode) -> list[Hit]:
+    """Every candidate with calibrated ``relevance`` set. ``hybrid``: both lists merged and sorted
+    by relevance (``score`` = relevance); ``dense`` / ``keyword``: that mode's list, in its own
+    order with its own score. ``dense`` holds cosine similarities (empty in keyword mode),
+    ``keyword`` BM25 hits (empty in dense mode)."""
+    if mode == "hybrid":
+        by_id = {h.id: h for h in keyword} | {h.id: h for h in dense}
+    else:
+        by_id = {h.id: h for h in (keyword if mode == "keyword" else dense)}
+    if not by_id:
+        return []
+    ids = list(by_id)
+    matches = index.matches(query, ids)
+    cosines = {h.id: h.score for h in dense}
+    scores = relevance.score(relevance.candidates(ids, cosines, matches), matches, dense=mode != "keyword")
+    rel = dict(zip(ids, scores, strict=True))
+    if mode != "hybrid":
+        return [replace(h, relevance=rel[h.id]) for h in by_id.values()]
+    ordered = sorted(ids, key=lambda cid: (-rel[cid], cid))
+    return [replace(by_id[cid], score=rel[cid], relevance=rel[cid]) for cid in ordered]
 
 
 def check_mode(mode: str) -> Mode:

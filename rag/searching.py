@@ -13,7 +13,7 @@ from typing import Any
 from rag.errors import InvalidRequestError
 from rag.keyword import KeywordIndex, Scope
 from rag.models import Embedder
-from rag.retrieval import Filters, Fusion, Mode, check_mode, fuse
+from rag.retrieval import Filters, Fusion, Mode, check_mode, rank
 from rag.settings import Settings
 from rag.store import ChromaStore, Hit, check_compatible
 
@@ -62,7 +62,9 @@ class Searcher:
 
         ``mode``: dense, keyword or hybrid (default ``RAG_SEARCH_MODE``, hybrid). ``filters``:
         source paths/globs, file types, page range. ``min_score`` drops weaker hits; the score is
-        the mode's own: cosine similarity (dense), BM25 (keyword) or the fused 0-1 score (hybrid).
+        the mode's own: cosine similarity (dense), BM25 (keyword) or calibrated relevance (hybrid).
+        Every hit carries ``relevance`` (``rag.relevance``: 0..1, comparable across queries), and
+        hybrid ranks by it.
         ``embedding``: the query's vector if already computed (benchmarks time retrieval alone).
         """
         query = (query or "").strip()
@@ -94,13 +96,11 @@ class Searcher:
             dense = self.store.query(
                 vector, depth, sources=sources, page_min=filters.page_min, page_max=filters.page_max, documents=False
             )
+        index = self._keyword()
         if how != "dense":
             scope = Scope(paths, filters.page_min, filters.page_max)
-            keyword = self._keyword().search(query, depth, scope, texts=how == "keyword")
-        if how == "hybrid":
-            ranked = fuse(dense, keyword, len(dense) + len(keyword), fusion)
-        else:
-            ranked = dense if how == "dense" else keyword
+            keyword = index.search(query, depth, scope, texts=how == "keyword")
+        ranked = rank(query, dense, keyword, index, how)
         if min_score is not None:
             ranked = [h for h in ranked if h.score >= min_score]
         return self._best(ranked, k)
@@ -129,4 +129,8 @@ class Searcher:
         if lacking:
             for c in self.store.get_chunks(lacking):
                 found[c.id] = Hit.of(c.id, 0.0, c.text, c.metadata)
-        return [h if h.metadata else replace(found[h.id], score=h.score) for h in hits if h.metadata or h.id in found]
+        return [
+            h if h.metadata else replace(found[h.id], score=h.score, relevance=h.relevance)
+            for h in hits
+            if h.metadata or h.id in found
+        ]

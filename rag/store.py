@@ -30,6 +30,10 @@ class Hit:
     page: int | None
     text: str
     metadata: dict[str, Any] = field(default_factory=dict)
+    # Calibrated relevance (rag.relevance): the probability, 0..1, that the passage is relevant to
+    # the query; comparable across queries (what a refusal threshold compares), unlike ``score``,
+    # which is the mode's own (cosine, BM25, or relevance again in hybrid). 0 until ranked.
+    relevance: float = 0.0
 
     @classmethod
     def of(cls, cid: str, score: float, text: str, meta: dict[str, Any]) -> Hit:
@@ -40,6 +44,7 @@ class Hit:
         return {
             "id": self.id,
             "score": round(self.score, 6),
+            "relevance": round(self.relevance, 4),
             "source": self.source,
             "page": self.page,
             "heading": self.metadata.get("heading") or None,

@@ -7,8 +7,9 @@ small distractor files (every 12th of the rest). gnuplot-doc: the first N questi
 the PDF keeps every page (so page numbers stay true) but only the expected pages and every 20th
 page as distractors keep their text; the others are blank. Writes OUTDIR/sqlite3-doc/,
 OUTDIR/gnuplot-doc/gnuplot.pdf and OUTDIR/{sqlite3-doc,gnuplot-doc}.jsonl, and prints
-``name=corpus_dir=qa_file`` per set. About 800 chunks in all: a couple of minutes with the
-embedded model.
+``name=corpus_dir=qa_file`` per set. Each slice's questions end with the set's first N/3
+unanswerable lines (``"unanswerable": true``), for the refusal figures. About 800 chunks in all:
+a couple of minutes with the embedded model.
 """
 
 from __future__ import annotations
@@ -22,8 +23,15 @@ REPO = Path(__file__).resolve().parent.parent
 SMALL = 24_000  # bytes of HTML
 
 
+def split(name: str, n: int) -> tuple[list[str], list[str]]:
+    """(answerable lines, the first n // 3 unanswerable lines) of a set."""
+    lines = [line for line in (REPO / f"data/eval/{name}.jsonl").read_text().splitlines() if line.strip()]
+    unanswerable = [line for line in lines if json.loads(line).get("unanswerable")]
+    return [line for line in lines if not json.loads(line).get("unanswerable")], unanswerable[: n // 3]
+
+
 def sqlite_slice(src: Path, out: Path, n: int) -> tuple[Path, Path]:
-    lines = (REPO / "data/eval/sqlite3-doc.jsonl").read_text().splitlines()
+    lines, unanswerable = split("sqlite3-doc", n)
     chosen: list[str] = []
     files: set[str] = set()
     for line in lines:
@@ -46,14 +54,14 @@ def sqlite_slice(src: Path, out: Path, n: int) -> tuple[Path, Path]:
         (dst / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(src / rel, dst / rel)
     qa = out / "sqlite3-doc.jsonl"
-    qa.write_text("\n".join(chosen) + "\n")
+    qa.write_text("\n".join(chosen + unanswerable) + "\n")
     return dst, qa
 
 
 def gnuplot_slice(src: Path, out: Path, n: int) -> tuple[Path, Path]:
     from pypdf import PdfReader, PdfWriter
 
-    lines = (REPO / "data/eval/gnuplot-doc.jsonl").read_text().splitlines()
+    lines, unanswerable = split("gnuplot-doc", n)
     chosen = [line for line in lines if all(e.get("page") for e in json.loads(line)["expected"])][:n]
     keep = {e["page"] for line in chosen for e in json.loads(line)["expected"]}
     reader = PdfReader(src / "gnuplot.pdf")
@@ -69,7 +77,7 @@ def gnuplot_slice(src: Path, out: Path, n: int) -> tuple[Path, Path]:
     with open(dst / "gnuplot.pdf", "wb") as f:
         writer.write(f)
     qa = out / "gnuplot-doc.jsonl"
-    qa.write_text("\n".join(chosen) + "\n")
+    qa.write_text("\n".join(chosen + unanswerable) + "\n")
     return dst, qa
 
 

@@ -45,11 +45,13 @@ def test_eval_slice_scores_every_mode_on_both_corpora(tmp_path: Path) -> None:
     reports = json.loads(out.read_text())
     assert set(reports) == {"sqlite3-doc", "gnuplot-doc"}
     for name, report in reports.items():
-        assert report["questions"] == 12 and report["chunks"] > 100, name
+        assert report["questions"] == 16 and report["chunks"] > 100, name  # 12 answerable + 4 unanswerable
         modes = report["modes"]
         assert set(modes) == {"dense", "keyword", "hybrid"}
         for m in modes.values():
             assert 0 <= m["hit@1"] <= m["hit@5"] <= m["hit@10"] <= 1 and 0 <= m["ndcg@10"] <= 1
+            assert (m["questions"], m["answerable"], m["unanswerable"]) == (12, 12, 4)
+            assert 0 <= m["refused"] <= 1 and 0 <= m["wrongly_refused"] <= 1
         # Real retrieval on real documents: the expected page is usually found, and fusing
         # never does worse than the weaker of its two inputs.
         assert modes["hybrid"]["hit@10"] >= 0.6, (name, modes)

@@ -1,0 +1,343 @@
+"""Fit and check calibrated relevance (rag/relevance.py) on the eval sets; choose the refusal threshold.
+
+For every line of every set (answerable and unanswerable), the dense and keyword top 100 are
+fetched once from a real index, with each candidate's raw signals (cosine, BM25, matched-term idf)
+and its label (from an expected source and page; every candidate of an unanswerable line is
+irrelevant). Offline, on exactly those lists:
+
+1. fit the two logistic models (``FULL`` features with a query vector, ``KEYWORD`` without) on all
+   sets, and print them as the constants to paste into rag/relevance.py;
+2. compare the hybrid ranking by relevance with the previous min-max fusion (hit@5, nDCG@10);
+3. sweep the refusal threshold (``ok?``: * where a set meets both targets, >= 90% refused
+   and <= 5% wrongly refused; the last column pools the calibration sets): per set, the share of
+   unanswerable lines whose best candidate is
+   below it (refused) and of answerable lines (wrongly refused), for the fitted models and for
+   leave-one-set-out fits (each set scored by a model that never saw it).
+
+    .venv/bin/python benchmarks/relevance_fit.py --index-root /work/evalidx --cache /work/evalidx/cands.json
+
+``--index-root`` holds one index directory per set (collection ``rag``), named like the set:
+sqlite3-doc, gnuplot-doc, debian-edu-doc-zh, linuxcnc-doc-zh, demo (``rag --index-dir ROOT/NAME
+ingest CORPUS``). ``--qa NAME=FILE`` reads a set's questions from FILE (a subset matching a partial corpus).
+``--current`` scores with the constants in rag/relevance.py instead of fitting.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from rag import Rag, Settings  # noqa: E402
+from rag.bm25 import Matches  # noqa: E402
+from rag.evaluate import Expected, load_questions, ranks  # noqa: E402
+from rag.relevance import (  # noqa: E402
+    CALIBRATED_FULL,
+    CALIBRATED_KEYWORD,
+    CALIBRATION_FULL,
+    CALIBRATION_KEYWORD,
+    FULL,
+    KEYWORD,
+    MODEL_FULL,
+    MODEL_KEYWORD,
+    Candidate,
+    Model,
+    calibrated,
+    features,
+)
+from rag.retrieval import Fusion, fuse  # noqa: E402
+from rag.store import Hit  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+SETS = ("sqlite3-doc", "gnuplot-doc", "debian-edu-doc-zh", "linuxcnc-doc-zh", "demo")
+DEPTH = 100
+Line = dict[str, Any]
+
+
+def fetch(index_dir: Path, qa: Path) -> list[Line]:
+    out: list[Line] = []
+    with Rag(Settings(index_dir=index_dir)) as r:
+        kw = r.keyword
+        for q in load_questions(qa):
+            vec = r.embedder.embed_query(q.question)
+            dense = r.store.query(vec, DEPTH, documents=False)
+            keyword = kw.search(q.question, DEPTH, texts=False)
+            ids = list(dict.fromkeys([h.id for h in dense] + [h.id for h in keyword]))
+            m = kw.matches(q.question, ids)
+            info = kw.fetch(ids)
+            cos = {h.id: h.score for h in dense}
+            bm = {h.id: h.score for h in keyword}
+            cands = []
+            for cid in ids:
+                h = info.get(cid)
+                b, mass, rare = m.by_id.get(cid, (0.0, 0.0, 0.0))
+                cands.append(
+                    [cid, h.source if h else "", h.page if h else None, cos.get(cid), bm.get(cid), b, mass, rare]
+                )
+            out.append(
+                {
+                    "line": q.line,
+                    "unanswerable": q.unanswerable,
+                    "expected": [[e.source, e.page] for e in q.expected],
+                    "matches": [m.total_idf, m.absent_idf, m.max_idf],
+                    "cands": cands,
+                }
+            )
+    return out
+
+
+# -- per line: pools, features, labels ----------------------------------------------------------
+def pool(line: Line, mode: str) -> tuple[list[Candidate], Matches, np.ndarray]:
+    """The candidates ``mode`` ranks, their signals and labels (1 = from an expected location)."""
+    expected = [Expected(s, p) for s, p in line["expected"]]
+    cands, labels = [], []
+    for cid, source, page, cos, bm_side, bm, mass, rare in line["cands"]:
+        if (mode == "dense" and cos is None) or (mode == "keyword" and bm_side is None):
+            continue
+        cands.append(Candidate(cid, cos if mode != "keyword" else None, bm, mass, rare))
+        labels.append(any(e.matches(Hit(cid, 0.0, source, page, "")) for e in expected))
+    total, absent, max_idf = line["matches"]
+    return cands, Matches(total, absent, max_idf), np.array(labels, dtype=float)
+
+
+def design(lines: Sequence[Line], mode: str) -> tuple[np.ndarray, np.ndarray]:
+    xs, ys = [], []
+    for line in lines:
+        cands, m, y = pool(line, mode)
+        if cands:
+            xs.append(features(cands, m, mode != "keyword"))
+            ys.append(y)
+    return np.vstack(xs), np.concatenate(ys)
+
+
+def fit(
+    x: np.ndarray,
+    y: np.ndarray,
+    names: tuple[str, ...],
+    l2: float = 1e-2,
+    steps: int = 100,
+    offset: np.ndarray | None = None,
+) -> Model:
+    """L2-regularised logistic regression by Newton's method, on standardised features (the penalty
+    is ``l2`` per row and the same for every feature whatever its scale; next to none on the intercept),
+    returned on the original scale. ``offset``: a fixed term added to every row's logit."""
+    off = np.zeros(len(x)) if offset is None else offset
+    mu, sd = x.mean(axis=0), x.std(axis=0)
+    sd[sd == 0] = 1.0
+    a = np.column_stack([(x - mu) / sd, np.ones(len(x))])
+    w = np.zeros(a.shape[1])
+    reg = np.full(a.shape[1], l2 * len(x))
+    reg[-1] = 1e-6 * len(x)  # (all but none: a separable set must not make the Hessian singular)
+    for _ in range(steps):
+        p = 1.0 / (1.0 + np.exp(-np.clip(a @ w + off, -30, 30)))
+        grad = a.T @ (p - y) + reg * w
+        hess = (a * (p * (1 - p))[:, None]).T @ a + np.diag(reg)
+        step = np.linalg.solve(hess, grad)
+        w -= step
+        if np.abs(step).max() < 1e-8:
+            break
+    coef = w[:-1] / sd
+    intercept = w[-1] - float(coef @ mu)
+    return Model(names, tuple(round(float(v), 4) for v in coef), round(float(intercept), 4))
+
+
+def loglik(model: Model, x: np.ndarray, y: np.ndarray) -> float:
+    p = np.clip(model.predict(x), 1e-12, 1 - 1e-12)
+    return float(np.sum(y * np.log(p) + (1 - y) * np.log(1 - p)))
+
+
+def fit_calibration(x: np.ndarray, y: np.ndarray, names: tuple[str, ...]) -> Model:
+    """The calibration: the logit's coefficient is held positive (a grid; the best likelihood wins)
+    so that it never reorders a query's candidates; the query-level terms are fitted around it."""
+    best: tuple[float, Model] | None = None
+    for b in (0.1, 0.25, 0.5, 1.0, 2.0):
+        rest = fit(x[:, 1:], y, names[1:], offset=b * x[:, 0])
+        model = Model(names, (b, *rest.coef), rest.intercept)
+        ll = loglik(model, x, y)
+        if best is None or ll > best[0]:
+            best = (ll, model)
+    assert best is not None
+    return best[1]
+
+
+def calibration_design(lines: Sequence[Line], mode: str, passage: Model) -> tuple[np.ndarray, np.ndarray]:
+    """One row per line: the calibration features of its best candidate by the passage model
+    (``calibrated`` with an identity calibration returns them... so build them the same way)."""
+    dense = mode != "keyword"
+    names = CALIBRATED_FULL if dense else CALIBRATED_KEYWORD
+    rows, ys = [], []
+    for line in lines:
+        cands, m, _ = pool(line, mode)
+        if not cands:
+            continue
+        x = features(cands, m, dense)
+        p = passage.predict(x)
+        i = int(np.argmax(p))
+        col = dict(zip(FULL if dense else KEYWORD, x.T, strict=True))
+        q = {"logit": math.log(max(p[i], 1e-9) / max(1 - p[i], 1e-9)), "absent": col["absent"][0]}
+        q["best_cov"] = float(col["cov"].max())
+        if dense:
+            q["best_cos"] = float(col["cos"].max())
+        rows.append([q[f] for f in names])
+        ys.append(0.0 if line["unanswerable"] else 1.0)
+    return np.array(rows), np.array(ys)
+
+
+def fit_on(lines: Sequence[Line], calibrate_on: Sequence[Line]) -> dict[str, Model]:
+    """Passage models fitted on ``lines``, calibrations on ``calibrate_on``."""
+    full = fit(*design(lines, "hybrid"), FULL)
+    keyword = fit(*design(lines, "keyword"), KEYWORD)
+    cal_full = fit_calibration(*calibration_design(calibrate_on, "hybrid", full), CALIBRATED_FULL)
+    cal_keyword = fit_calibration(*calibration_design(calibrate_on, "keyword", keyword), CALIBRATED_KEYWORD)
+    return {"full": full, "keyword": keyword, "cal_full": cal_full, "cal_keyword": cal_keyword}
+
+
+CURRENT = {
+    "full": MODEL_FULL,
+    "keyword": MODEL_KEYWORD,
+    "cal_full": CALIBRATION_FULL,
+    "cal_keyword": CALIBRATION_KEYWORD,
+}
+
+
+# -- scoring -------------------------------------------------------------------------------------
+def scored(line: Line, mode: str, models: dict[str, Model]) -> list[tuple[Hit, float]]:
+    """The candidates of ``mode`` in the order the search returns them, with their relevance."""
+    cands, m, _ = pool(line, mode)
+    if not cands:
+        return []
+    dense = mode != "keyword"
+    x = features(cands, m, dense)
+    passage = models["full" if dense else "keyword"].predict(x)
+    rel = calibrated(passage, x, dense, models["cal_full" if dense else "cal_keyword"])
+    info = {c[0]: c for c in line["cands"]}
+    hits = [(Hit(c.id, 0.0, info[c.id][1], info[c.id][2], ""), float(p)) for c, p in zip(cands, rel, strict=True)]
+    if mode == "hybrid":
+        return sorted(hits, key=lambda hp: (-hp[1], hp[0].id))
+    side = 3 if mode == "dense" else 4
+    return sorted(hits, key=lambda hp: (-info[hp[0].id][side], hp[0].id))
+
+
+def old_hybrid(line: Line) -> list[Hit]:
+    dense = [Hit(c[0], c[3], c[1], c[2], "") for c in line["cands"] if c[3] is not None]
+    keyword = [Hit(c[0], c[4], c[1], c[2], "") for c in line["cands"] if c[4] is not None]
+    dense.sort(key=lambda h: -h.score)
+    keyword.sort(key=lambda h: -h.score)
+    return fuse(dense, keyword, 10, Fusion())
+
+
+def quality(lines: Sequence[Line], rank_of: Any) -> tuple[float, float]:
+    hit5 = ndcg = 0.0
+    answerable = [ln for ln in lines if not ln["unanswerable"]]
+    for line in answerable:
+        first, g = ranks(rank_of(line), [Expected(s, p) for s, p in line["expected"]])
+        hit5 += first is not None and first <= 5
+        ndcg += g
+    n = max(len(answerable), 1)
+    return hit5 / n, ndcg / n
+
+
+def best(lines: Sequence[Line], mode: str, models: dict[str, Model]) -> list[tuple[float, bool]]:
+    out = []
+    for line in lines:
+        s = scored(line, mode, models)
+        out.append((max((p for _, p in s), default=0.0), bool(line["unanswerable"])))
+    return out
+
+
+def rates(bests: Sequence[tuple[float, bool]], t: float) -> tuple[float, float]:
+    un = [b < t for b, u in bests if u]
+    ans = [b < t for b, u in bests if not u]
+    return (sum(un) / max(len(un), 1), sum(ans) / max(len(ans), 1))
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--index-root", type=Path, required=True)
+    ap.add_argument("--cache", type=Path, help="JSON file to keep (and reuse) the candidate lists in.")
+    ap.add_argument("--sets", nargs="+", default=list(SETS))
+    ap.add_argument("--qa", nargs="*", default=[], metavar="NAME=FILE", help="a set's questions from FILE")
+    ap.add_argument(
+        "--no-calibrate",
+        nargs="*",
+        default=["linuxcnc-doc-zh"],
+        metavar="NAME",
+        help="sets the calibration is not fitted on (default: linuxcnc-doc-zh, Chinese questions on English "
+        "text, where no keyword signal can match)",
+    )
+    ap.add_argument("--current", action="store_true", help="score with rag/relevance.py's constants, no fit")
+    args = ap.parse_args(argv)
+    cache = json.loads(args.cache.read_text()) if args.cache and args.cache.exists() else {}
+    data: dict[str, list[Line]] = {}
+    for name in args.sets:
+        if name not in cache:
+            print(f"fetching candidates for {name} ...", file=sys.stderr)
+            files = dict(spec.split("=", 1) for spec in args.qa)
+            qa = Path(files.get(name) or REPO / "data" / "eval" / f"{name}.jsonl")
+            cache[name] = fetch(args.index_root / name, qa)
+            if args.cache:
+                args.cache.write_text(json.dumps(cache))
+        data[name] = cache[name]
+    every = [ln for name in args.sets for ln in data[name]]
+
+    cal_sets = [n for n in args.sets if n not in args.no_calibrate]
+    models = CURRENT if args.current else fit_on(every, [ln for n in cal_sets for ln in data[n]])
+    for key, const in (("full", "MODEL_FULL"), ("keyword", "MODEL_KEYWORD")):
+        print(
+            f"{const} = Model({models[key].features[0] and ('FULL' if key == 'full' else 'KEYWORD')}, "
+            f"{models[key].coef}, {models[key].intercept})"
+        )
+    for key, const in (("cal_full", "CALIBRATION_FULL"), ("cal_keyword", "CALIBRATION_KEYWORD")):
+        names = "CALIBRATED_FULL" if key == "cal_full" else "CALIBRATED_KEYWORD"
+        print(f"{const} = Model({names}, {models[key].coef}, {models[key].intercept})")
+    held = {
+        n: fit_on(
+            [ln for m in args.sets if m != n for ln in data[m]], [ln for m in cal_sets if m != n for ln in data[m]]
+        )
+        for n in args.sets
+        if len(cal_sets) > 1
+    }
+
+    print(
+        f"\n{'set':<18} {'lines':>5} {'unans':>5} | hit@5 / nDCG@10: {'old hybrid':>13} {'new hybrid':>13} "
+        f"{'held-out':>13} {'dense':>13} {'keyword':>13}"
+    )
+    for name in args.sets:
+        lines = data[name]
+        row = [
+            quality(lines, old_hybrid),
+            quality(lines, lambda ln: [h for h, _ in scored(ln, "hybrid", models)][:10]),
+            quality(lines, lambda ln, n=name: [h for h, _ in scored(ln, "hybrid", held.get(n, models))][:10]),
+            quality(lines, lambda ln: [h for h, _ in scored(ln, "dense", models)][:10]),
+            quality(lines, lambda ln: [h for h, _ in scored(ln, "keyword", models)][:10]),
+        ]
+        unans = sum(1 for ln in lines if ln["unanswerable"])
+        print(f"{name:<18} {len(lines):>5} {unans:>5} |" + " " * 17 + "".join(f"{a:7.3f}/{b:.3f}" for a, b in row))
+
+    grid = [round(t, 3) for t in np.arange(0.02, 0.96, 0.02)]
+    for mode in ("hybrid", "keyword", "dense"):
+        for label, per_set in (("fitted on all", None), ("held out", held or None)):
+            if label == "held out" and per_set is None:
+                continue
+            print(f"\nrefusal, {mode}, {label}: refused unanswerable / wrongly refused answerable, per threshold")
+            bests = {n: best(data[n], mode, per_set[n] if per_set else models) for n in args.sets}
+            pooled = [b for n in cal_sets for b in bests[n]]
+            print(f"{'t':>5} " + "".join(f"{n[:16]:>18}" for n in args.sets) + f"{'calibration sets':>18}   ok?")
+            for t in grid:
+                cells = [rates(bests[n], t) for n in args.sets] + [rates(pooled, t)]
+                ok = "".join("*" if r >= 0.9 and w <= 0.05 else "." for r, w in cells)
+                print(f"{t:5.2f} " + "".join(f"{r:9.2f}/{w:.2f}    " for r, w in cells) + "  " + ok)
+    if not math.isfinite(sum(models["full"].coef)):
+        raise SystemExit("the fit diverged")
+
+
+if __name__ == "__main__":
+    main()

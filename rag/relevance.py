@@ -1,0 +1,142 @@
+"""Calibrated relevance: the probability that a retrieved passage is relevant to the query.
+
+Search scores do not mean the same from one query to the next (a cosine of 0.85 is strong for one
+question and weak for another; BM25 is unbounded; the old hybrid score was min-max normalised per
+query, so its best hit always scored 1). ``relevance`` does: a logistic model over features that
+are comparable across queries and corpora, fitted on labelled candidates built from the eval sets
+(a candidate is relevant when it comes from an expected source and page; every candidate of an
+unanswerable question is irrelevant). It is what hybrid search ranks by and what a refusal
+threshold (``Settings.min_relevance``) compares.
+
+Features of a candidate (``FULL``; ``KEYWORD`` when there is no query vector, keyword mode):
+
+- ``cos``: cosine similarity of query and passage embeddings. A keyword-only candidate (not in
+  the dense top ``depth``) gets the lowest cosine of the dense candidates: its own is below it.
+- ``cos_gap``: the query's best cosine minus this one (how far behind the best candidate).
+- ``cov``: query-term coverage, the idf-weighted share of the query's distinct terms (as the
+  keyword index analyses them: stems, identifiers, Chinese bigrams) that the passage holds.
+- ``bm25n``: BM25 over its largest possible value, ``(k1 + 1) * sum(idf)`` of the query's terms.
+- ``rare``: the largest idf among the query terms the passage holds, over ``ln(2N + 1)`` (the
+  idf of a term in no chunk): near 1 for an exact match of a rare term (an identifier, an error
+  code, a part number).
+- ``absent``: the idf-weighted share of the query's terms that no chunk holds (same for every
+  candidate of the query: off-topic words lower every candidate's chance).
+- ``cov_gap``, ``bm25n_gap``: the query's best ``cov`` / ``bm25n`` minus this one's.
+
+Two stages. The *passage model* (``MODEL_FULL`` / ``MODEL_KEYWORD``) is fitted on every candidate
+(label: from an expected location): it ranks. The *calibration* (``CALIBRATION_*``) maps its
+logit, plus query-level signals (``absent``, the query's best ``cov`` and best ``cos``), to the
+probability that the question is answered by the passage, fitted on each question's best candidate
+(label: the question is answerable, i.e. not an unanswerable line). The query-level terms shift
+every candidate of a query alike and the logit's coefficient is positive, so the calibration never
+reorders a query's candidates; it makes the best hit's ``relevance`` mean the same across queries,
+which is what a refusal threshold needs.
+
+The coefficients below were fitted by
+``.venv/bin/python benchmarks/relevance_fit.py --index-root /work/evalidx --cache /work/evalidx/cands.json``
+(L2-regularised logistic regression, numpy Newton steps; the figures are in docs/benchmarks.md,
+section "Calibrated relevance and refusal thresholds").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from rag.bm25 import K1, Matches
+
+FULL = ("cos", "cos_gap", "cov", "bm25n", "rare", "absent", "cov_gap", "bm25n_gap")
+KEYWORD = ("cov", "bm25n", "rare", "absent", "cov_gap", "bm25n_gap")
+CALIBRATED_FULL = ("logit", "absent", "best_cov", "best_cos")
+CALIBRATED_KEYWORD = ("logit", "absent", "best_cov")
+
+
+@dataclass(frozen=True)
+class Model:
+    """A logistic model: p = sigmoid(intercept + sum(coef * feature))."""
+
+    features: tuple[str, ...]
+    coef: tuple[float, ...]
+    intercept: float
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        if len(x) == 0:
+            return np.zeros(0)
+        return 1.0 / (1.0 + np.exp(-np.clip(x @ np.asarray(self.coef) + self.intercept, -50, 50)))
+
+
+# Fitted by benchmarks/relevance_fit.py (see the module docstring); refit when the features change.
+MODEL_FULL = Model(FULL, (12.8598, -8.7688, 1.004, 2.7505, 2.1618, -0.0239, 0.1139, -0.7494), -15.4882)
+MODEL_KEYWORD = Model(KEYWORD, (0.9747, 3.0668, 4.1228, -0.158, 0.2707, -2.4011), -5.5087)
+CALIBRATION_FULL = Model(CALIBRATED_FULL, (1.0, -4.3069, 2.7791, 18.9436), -13.6158)
+CALIBRATION_KEYWORD = Model(CALIBRATED_KEYWORD, (0.25, -4.4606, 4.3068), 1.3677)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """The raw signals of one candidate passage: cosine similarity if the dense side scored it,
+    and how the query's terms meet it (BM25, idf mass of the terms it holds, their largest idf)."""
+
+    id: str
+    cos: float | None
+    bm25: float = 0.0
+    matched_idf: float = 0.0
+    rare_idf: float = 0.0
+
+
+def candidates(ids: Sequence[str], cosines: dict[str, float], matches: Matches) -> list[Candidate]:
+    """One ``Candidate`` per id, from the dense side's cosines and the keyword index's matches."""
+    out = []
+    for cid in ids:
+        bm, mass, rare = matches.by_id.get(cid, (0.0, 0.0, 0.0))
+        out.append(Candidate(cid, cosines.get(cid), bm, mass, rare))
+    return out
+
+
+def features(cands: Sequence[Candidate], matches: Matches, dense: bool) -> np.ndarray:
+    """The feature matrix (rows: ``cands``; columns: ``FULL`` if ``dense`` else ``KEYWORD``)."""
+    n = len(cands)
+    total = matches.total_idf
+    cov = np.array([c.matched_idf / total if total > 0 else 0.0 for c in cands]).reshape(n)
+    bm25n = np.array([c.bm25 / ((K1 + 1) * total) if total > 0 else 0.0 for c in cands]).reshape(n)
+    rare = np.array([c.rare_idf / matches.max_idf for c in cands]).reshape(n)
+    absent = np.full(n, matches.absent_idf / total if total > 0 else 1.0)
+    cols = {
+        "cov": cov,
+        "bm25n": bm25n,
+        "rare": rare,
+        "absent": absent,
+        "cov_gap": (cov.max() - cov) if n else cov,
+        "bm25n_gap": (bm25n.max() - bm25n) if n else bm25n,
+    }
+    if dense:
+        known = [c.cos for c in cands if c.cos is not None]
+        floor = min(known) if known else 0.0
+        cos = np.array([c.cos if c.cos is not None else floor for c in cands]).reshape(n)
+        cols["cos"] = cos
+        cols["cos_gap"] = (cos.max() - cos) if n else cos
+    names = FULL if dense else KEYWORD
+    return np.column_stack([cols[f] for f in names]) if n else np.zeros((0, len(names)))
+
+
+def calibrated(passage: np.ndarray, x: np.ndarray, dense: bool, calibration: Model | None = None) -> np.ndarray:
+    """The calibration stage: passage-model probabilities ``passage`` of the candidates whose
+    feature rows are ``x`` (one query's), to relevance."""
+    if len(x) == 0:
+        return np.zeros(0)
+    cal = calibration or (CALIBRATION_FULL if dense else CALIBRATION_KEYWORD)
+    col = dict(zip(FULL if dense else KEYWORD, x.T, strict=True))
+    p = np.clip(passage, 1e-9, 1 - 1e-9)
+    q = {"logit": np.log(p / (1 - p)), "absent": col["absent"], "best_cov": np.full(len(x), col["cov"].max())}
+    if dense:
+        q["best_cos"] = np.full(len(x), col["cos"].max())
+    return cal.predict(np.column_stack([q[f] for f in cal.features]))
+
+
+def score(cands: Sequence[Candidate], matches: Matches, dense: bool) -> list[float]:
+    """Calibrated relevance of each candidate, 0..1, in the order given."""
+    x = features(cands, matches, dense)
+    passage = (MODEL_FULL if dense else MODEL_KEYWORD).predict(x)
+    return [float(p) for p in calibrated(passage, x, dense)]
