@@ -5,7 +5,7 @@ CLI options or keyword arguments) and passed down; library code never reads
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -13,6 +13,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 # Names the embedded default serves its bundled models under.
 EMBEDDED_EMBED_MODEL = "multilingual-e5-small"
 EMBEDDED_CHAT_MODEL = "smollm2-135m-instruct"
+AnswerMode = Literal["generate", "quote", "auto"]
+ANSWER_MODES: tuple[AnswerMode, ...] = get_args(AnswerMode)
 
 
 def _default_index_dir() -> Path:
@@ -112,7 +114,7 @@ class Settings(BaseSettings):
     temperature: float = 0.1
     max_tokens: int = Field(384, ge=1)
     seed: int | None = Field(0, description="Sampling seed; answers repeat by default.")
-    answer_mode: Literal["generate", "quote", "auto"] = Field(
+    answer_mode: AnswerMode = Field(
         "auto",
         description="How answers are made: generate (the chat model writes them), quote (the passage sentences "
         "that best answer the question, verbatim with their markers; no model call), or auto (per backend "
