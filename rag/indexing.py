@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from ingest.chunker import Chunker
+from ingest.index import Index
 from ingest.lock import IndexLock
 from ingest.manifest import Manifest, manifest_path
-from ingest.pipeline import Ingestor, forget
+from ingest.pipeline import Ingestor
 from ingest.progress import ConsoleProgress
 from ingest.report import FileResult, IngestReport, ProgressSink
 from ingest.tokens import HeuristicTokenCounter, default_counter
@@ -50,6 +51,11 @@ class Indexer:
         return self._manifest
 
     @property
+    def index(self) -> Index:
+        """The storage rule (``ingest.index``): every change to the collection goes through it."""
+        return Index(self.store, self.manifest, self.settings)
+
+    @property
     def keyword(self) -> KeywordIndex:
         """The BM25 index. Its rows are committed with the manifest's; an index built before
         the keyword index existed is filled in from the vector store on first use."""
@@ -57,11 +63,7 @@ class Indexer:
             # A server's first requests arrive together: build one index, not one per thread.
             with self._keyword_lock:
                 if self._keyword is None:
-                    missing = self.manifest.keyword_missing()
-                    for i in range(0, len(missing), 1000):
-                        part = dict(missing[i : i + 1000])
-                        found = self.store.get_chunks(list(part))
-                        self.manifest.add_keyword([(part[c.id], c) for c in found])
+                    self.index.backfill_keyword()
                     self._keyword = KeywordIndex(self.manifest.path, self.settings.keyword_memory)
         return self._keyword
 
@@ -104,8 +106,7 @@ class Indexer:
         # Folders are recorded by their resolved path; one that is gone can only be matched as given.
         target = str(given.resolve() if given.exists() else given)
         with self.exclusive():
-            dropped = forget(self.manifest, self.store, target)
-            self.manifest.forget_root(target)
+            dropped = self.index.forget(target)
             self._written()
         return dropped
 
@@ -117,8 +118,7 @@ class Indexer:
             raise InvalidRequestError("Nothing to re-index: no folder has been ingested into this collection yet.")
         present = [(p, sel) for p, sel in roots if Path(p).exists()]
         with self.exclusive():
-            self.store.drop()
-            self.manifest.clear(roots=True)
+            self.index.clear()
             if not present:
                 missing = ", ".join(p for p, _ in roots)
                 raise InvalidRequestError("None of the ingested folders exists any more: " + missing)
@@ -136,8 +136,7 @@ class Indexer:
 
     def reset(self) -> None:
         with self.exclusive():
-            self.store.drop()
-            self.manifest.clear(roots=True)
+            self.index.clear()
             self._written()
 
     def status(self) -> dict[str, Any]:

@@ -36,7 +36,7 @@ _CAMEL = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+")
 _stemmers = threading.local()  # Snowball stemmer objects are not thread-safe
 
 
-# -- keyword terms (persisted in the keyword index: a change here bumps rag.keyword.VERSION) ----
+# -- keyword terms (persisted in the keyword index: a change here bumps ingest.schema.KEYWORD_VERSION) ----
 @functools.lru_cache(maxsize=100_000)
 def stem(word: str) -> str:
     if not (word.isascii() and word.isalpha()):

@@ -21,7 +21,9 @@ def _all(r: Rag) -> dict[str, dict[str, object]]:
 
 def fake_rag(settings: Settings) -> Rag:
     """A Rag on ``settings`` (chunks sized by the embedded model's tokenizer) whose embedder and
-    chat are in-memory fakes: no model server is started."""
+    chat are in-memory fakes: no model server is started. The fake's vectors carry no meaning, so
+    relevance is not calibrated for them: the refusal threshold is off."""
+    settings = settings.model_copy(update={"min_relevance": 0.0})
     return Rag(settings, embedder=FakeEmbedder(settings.embed_model_name), chat=FakeChat())
 
 
