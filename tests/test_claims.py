@@ -9,7 +9,8 @@ import json
 import pytest
 from conftest import DATA, REPO
 
-from rag.claims import Claim, check_claims, facts, negated, verify
+from rag.claims import Claim, check_claims, verify
+from rag.facts import facts, negated
 from rag.store import Hit
 
 Z10 = (DATA / "z10-release-notes.txt").read_text(encoding="utf-8")
