@@ -147,9 +147,34 @@ class Settings(BaseSettings):
     embedded_threads: int | None = Field(None, description="CPU threads for each embedded engine (default: all).")
     embedded_start_timeout: float = Field(120.0, gt=0, description="Seconds an embedded engine may take to start.")
 
+    # -- documents over HTTP (api.routes_documents) --------------------------
+    ingest_roots: str | None = Field(
+        None,
+        description="Folders `POST /ingest` may read (os.pathsep- or comma-separated; paths are resolved, symlinks "
+        "included, before the check). Unset: `POST /ingest` is off.",
+    )
+    upload_dir: Path | None = Field(
+        None, description="Where `POST /documents` stores uploads, a folder per collection (default INDEX_DIR/uploads)."
+    )
+    max_upload_mb: float = Field(50.0, gt=0, description="Largest file `POST /documents` accepts (413 beyond).")
+
     # -- HTTP service -------------------------------------------------------
     host: str = "127.0.0.1"
     port: int = 8000
+
+    @property
+    def uploads_root(self) -> Path:
+        """Where uploads are stored: ``upload_dir``, else ``INDEX_DIR/uploads``."""
+        return self.upload_dir or self.index_dir / "uploads"
+
+    @property
+    def ingest_root_list(self) -> list[Path]:
+        """The ``ingest_roots`` allowlist, as given (resolve them before comparing)."""
+        import os
+        import re
+
+        raw = self.ingest_roots or ""
+        return [Path(p).expanduser() for p in re.split(f"[,{re.escape(os.pathsep)}]", raw) if p.strip()]
 
     @property
     def backend_kind(self) -> Literal["embedded", "ollama", "openai-compatible"]:
