@@ -20,7 +20,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from api import routes_health, routes_openai, routes_query, routes_verify
+from api import auth, routes_health, routes_openai, routes_query, routes_verify
 from api.deps import Collections
 from api.openai_wire import OpenAIError
 from api.proxy import Proxy
@@ -69,7 +69,11 @@ def create_app(settings: Settings | None = None, rag: Rag | None = None, *, warm
         summary="Ask questions about your own documents; answers cite file and page.",
         version="0.1.0",
         lifespan=lifespan,
+        docs_url=None,  # served by api.auth, behind a key when keys are on
+        redoc_url=None,
+        openapi_url=None,
     )
+    auth.install(app)
     app.include_router(routes_openai.router)
 
     @app.exception_handler(RagError)

@@ -162,6 +162,17 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
 
+    # -- access ---------------------------------------------------------------
+    api_keys: str | None = Field(
+        None,
+        repr=False,
+        description="Comma-separated API keys with full access (every collection, read and write); "
+        "setting this or api_keys_file turns on authentication on every route but GET /health.",
+    )
+    api_keys_file: Path | None = Field(
+        None, description="File of hashed, scoped API keys, managed with `rag keys create|list|revoke`."
+    )
+
     @property
     def uploads_root(self) -> Path:
         """Where uploads are stored: ``upload_dir``, else ``INDEX_DIR/uploads``."""
