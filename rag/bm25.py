@@ -63,12 +63,16 @@ class Matches:
     ``total_idf``: the idf mass of the query's distinct terms (terms no chunk holds count at the
     largest idf, ``ln(2N + 1)``); ``absent_idf``: the part of it no chunk holds; ``max_idf``:
     ``ln(2N + 1)``, to put idfs on a 0..1 scale. ``by_id``: chunk id -> (BM25, idf mass of the
-    query terms it holds, the largest idf among them); chunks holding none are left out."""
+    query terms it holds, the largest idf among them); chunks holding none are left out.
+    ``absent_words``: how many of the query's word terms (Latin letters or digits, not CJK bigrams,
+    which miss by mere paraphrase) no chunk holds: "ZFS", "HomeKit", "bitcoin" name what the
+    documents never mention."""
 
     total_idf: float = 0.0
     absent_idf: float = 0.0
     max_idf: float = 1.0
     by_id: dict[str, tuple[float, float, float]] = field(default_factory=dict)
+    absent_words: int = 0
 
 
 def build(db: sqlite3.Connection) -> Built:
@@ -135,6 +139,7 @@ def match(built: Built, words: list[str], ids: Sequence[str]) -> Matches:
     unique = list(dict.fromkeys(words))
     max_idf = math.log(2 * built.n + 1) if built.n else 1.0
     total = absent = 0.0
+    absent_words = 0
     cols: list[tuple[int, float]] = []
     for w in unique:
         t = built.vocab.get(w)
@@ -142,11 +147,12 @@ def match(built: Built, words: list[str], ids: Sequence[str]) -> Matches:
         total += w_idf
         if t is None:
             absent += w_idf
+            absent_words += w.isascii() and any(c.isalnum() for c in w)
         else:
             cols.append((t, w_idf))
     known = [cid for cid in dict.fromkeys(ids) if cid in built.positions]
     if not cols or not known:
-        return Matches(total, absent, max_idf)
+        return Matches(total, absent, max_idf, {}, absent_words)
     req = np.fromiter((built.positions[c] for c in known), dtype=np.int64, count=len(known))
     bm = np.zeros(len(req))
     mass = np.zeros(len(req))
@@ -160,7 +166,7 @@ def match(built: Built, words: list[str], ids: Sequence[str]) -> Matches:
         mass += found * w_idf
         rare = np.maximum(rare, found * w_idf)
     by_id = {c: (float(b), float(m), float(r)) for c, b, m, r in zip(known, bm, mass, rare, strict=True) if m > 0}
-    return Matches(total, absent, max_idf, by_id)
+    return Matches(total, absent, max_idf, by_id, absent_words)
 
 
 class MemoryBM25:

@@ -22,10 +22,20 @@ Features of a candidate (``FULL``; ``KEYWORD`` when there is no query vector, ke
 - ``absent``: the idf-weighted share of the query's terms that no chunk holds (same for every
   candidate of the query: off-topic words lower every candidate's chance).
 - ``cov_gap``, ``bm25n_gap``: the query's best ``cov`` / ``bm25n`` minus this one's.
+- ``fused``: the issue-5 fusion score, ``0.6 * minmax(cos) + 0.4 * minmax(BM25)``, each side
+  normalised over the candidates it returned, 0 for the others (keyword mode: ``minmax(BM25)``).
+  A rank feature, relative to the query by design: it keeps what the per-query fusion got right
+  (it was tuned on the eval sets); the absolute features above and the calibration stage carry
+  what it cannot (how good the best one is, a rare exact match). In ``MODEL_FULL`` its weight is
+  not fitted but set (``FUSED_WEIGHT`` in benchmarks/relevance_fit.py, 16: a pointwise fit gives
+  it too little weight for the top of the ranking, and hybrid hit@5 / nDCG@10 fell on two sets;
+  16 keeps every set within +-0.002 of the previous fusion or better) and the rest is fitted
+  around it.
 
 Two stages. The *passage model* (``MODEL_FULL`` / ``MODEL_KEYWORD``) is fitted on every candidate
 (label: from an expected location): it ranks. The *calibration* (``CALIBRATION_*``) maps its
-logit, plus query-level signals (``absent``, the query's best ``cov`` and best ``cos``), to the
+logit, plus query-level signals (``absent``, the query's best ``cov`` and best ``cos``, and
+``absent_words``: how many of its word terms, up to 2, no chunk holds), to the
 probability that the question is answered by the passage, fitted on each question's best candidate
 (label: the question is answerable, i.e. not an unanswerable line). The query-level terms shift
 every candidate of a query alike and the logit's coefficient is positive, so the calibration never
@@ -33,7 +43,8 @@ reorders a query's candidates; it makes the best hit's ``relevance`` mean the sa
 which is what a refusal threshold needs.
 
 The coefficients below were fitted by
-``.venv/bin/python benchmarks/relevance_fit.py --index-root /work/evalidx --cache /work/evalidx/cands.json``
+``.venv/bin/python benchmarks/relevance_fit.py --index-root /work/evalidx --cache /work/evalidx/cands.json
+--sets sqlite3-doc gnuplot-doc debian-edu-doc-zh linuxcnc-doc-zh demo --qa sqlite3-doc=SUBSET.jsonl``
 (L2-regularised logistic regression, numpy Newton steps; the figures are in docs/benchmarks.md,
 section "Calibrated relevance and refusal thresholds").
 """
@@ -47,10 +58,10 @@ import numpy as np
 
 from rag.bm25 import K1, Matches
 
-FULL = ("cos", "cos_gap", "cov", "bm25n", "rare", "absent", "cov_gap", "bm25n_gap")
-KEYWORD = ("cov", "bm25n", "rare", "absent", "cov_gap", "bm25n_gap")
-CALIBRATED_FULL = ("logit", "absent", "best_cov", "best_cos")
-CALIBRATED_KEYWORD = ("logit", "absent", "best_cov")
+FULL = ("cos", "cos_gap", "cov", "bm25n", "rare", "absent", "cov_gap", "bm25n_gap", "fused")
+KEYWORD = ("cov", "bm25n", "rare", "absent", "cov_gap", "bm25n_gap", "fused")
+CALIBRATED_FULL = ("logit", "absent", "best_cov", "best_cos", "absent_words")
+CALIBRATED_KEYWORD = ("logit", "absent", "best_cov", "absent_words")
 
 
 @dataclass(frozen=True)
@@ -68,10 +79,10 @@ class Model:
 
 
 # Fitted by benchmarks/relevance_fit.py (see the module docstring); refit when the features change.
-MODEL_FULL = Model(FULL, (12.8598, -8.7688, 1.004, 2.7505, 2.1618, -0.0239, 0.1139, -0.7494), -15.4882)
-MODEL_KEYWORD = Model(KEYWORD, (0.9747, 3.0668, 4.1228, -0.158, 0.2707, -2.4011), -5.5087)
-CALIBRATION_FULL = Model(CALIBRATED_FULL, (1.0, -4.3069, 2.7791, 18.9436), -13.6158)
-CALIBRATION_KEYWORD = Model(CALIBRATED_KEYWORD, (0.25, -4.4606, 4.3068), 1.3677)
+MODEL_FULL = Model(FULL, (18.4283, -7.5912, 0.0319, 4.889, 2.3021, -0.4764, 1.4618, 0.5269, 16.0), -20.3002)
+MODEL_KEYWORD = Model(KEYWORD, (-0.1349, 4.5934, 2.6675, -0.8186, 2.2036, -0.2846, 1.6773), -5.3305)
+CALIBRATION_FULL = Model(CALIBRATED_FULL, (0.25, -3.4342, 3.159, 18.2843, -1.2427), -17.8167)
+CALIBRATION_KEYWORD = Model(CALIBRATED_KEYWORD, (0.5, -2.9026, 3.7953, -1.7245), 1.8505)
 
 
 @dataclass(frozen=True)
@@ -84,14 +95,18 @@ class Candidate:
     bm25: float = 0.0
     matched_idf: float = 0.0
     rare_idf: float = 0.0
+    keyword: float | None = None  # BM25 if the keyword side returned it (a top-depth keyword hit)
 
 
-def candidates(ids: Sequence[str], cosines: dict[str, float], matches: Matches) -> list[Candidate]:
-    """One ``Candidate`` per id, from the dense side's cosines and the keyword index's matches."""
+def candidates(
+    ids: Sequence[str], cosines: dict[str, float], matches: Matches, keyword: dict[str, float] | None = None
+) -> list[Candidate]:
+    """One ``Candidate`` per id, from the dense side's cosines, the keyword side's BM25 scores and
+    the keyword index's matches."""
     out = []
     for cid in ids:
         bm, mass, rare = matches.by_id.get(cid, (0.0, 0.0, 0.0))
-        out.append(Candidate(cid, cosines.get(cid), bm, mass, rare))
+        out.append(Candidate(cid, cosines.get(cid), bm, mass, rare, (keyword or {}).get(cid)))
     return out
 
 
@@ -117,26 +132,40 @@ def features(cands: Sequence[Candidate], matches: Matches, dense: bool) -> np.nd
         cos = np.array([c.cos if c.cos is not None else floor for c in cands]).reshape(n)
         cols["cos"] = cos
         cols["cos_gap"] = (cos.max() - cos) if n else cos
+    kw = _side([c.keyword for c in cands])
+    cols["fused"] = kw if not dense else 0.6 * _side([c.cos for c in cands]) + 0.4 * kw
     names = FULL if dense else KEYWORD
     return np.column_stack([cols[f] for f in names]) if n else np.zeros((0, len(names)))
 
 
-def calibrated(passage: np.ndarray, x: np.ndarray, dense: bool, calibration: Model | None = None) -> np.ndarray:
+def calibrated(
+    passage: np.ndarray, x: np.ndarray, dense: bool, absent_words: int, calibration: Model | None = None
+) -> np.ndarray:
     """The calibration stage: passage-model probabilities ``passage`` of the candidates whose
-    feature rows are ``x`` (one query's), to relevance."""
+    feature rows are ``x`` (one query's), to relevance. ``absent_words``: ``Matches.absent_words``."""
     if len(x) == 0:
         return np.zeros(0)
     cal = calibration or (CALIBRATION_FULL if dense else CALIBRATION_KEYWORD)
     col = dict(zip(FULL if dense else KEYWORD, x.T, strict=True))
     p = np.clip(passage, 1e-9, 1 - 1e-9)
     q = {"logit": np.log(p / (1 - p)), "absent": col["absent"], "best_cov": np.full(len(x), col["cov"].max())}
+    q["absent_words"] = np.full(len(x), float(min(absent_words, 2)))
     if dense:
         q["best_cos"] = np.full(len(x), col["cos"].max())
     return cal.predict(np.column_stack([q[f] for f in cal.features]))
+
+
+def _side(scores: Sequence[float | None]) -> np.ndarray:
+    """One side's scores min-max normalised over the candidates it returned; 0 for the others."""
+    have = [x for x in scores if x is not None]
+    if not have:
+        return np.zeros(len(scores))
+    lo, hi = min(have), max(have)
+    return np.array([0.0 if x is None else ((x - lo) / (hi - lo) if hi - lo > 1e-12 else 1.0) for x in scores])
 
 
 def score(cands: Sequence[Candidate], matches: Matches, dense: bool) -> list[float]:
     """Calibrated relevance of each candidate, 0..1, in the order given."""
     x = features(cands, matches, dense)
     passage = (MODEL_FULL if dense else MODEL_KEYWORD).predict(x)
-    return [float(p) for p in calibrated(passage, x, dense)]
+    return [float(p) for p in calibrated(passage, x, dense, matches.absent_words)]

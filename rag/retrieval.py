@@ -141,7 +141,8 @@ def rank(query: str, dense: Sequence[Hit], keyword: Sequence[Hit], index: TermMa
     ids = list(by_id)
     matches = index.matches(query, ids)
     cosines = {h.id: h.score for h in dense}
-    scores = relevance.score(relevance.candidates(ids, cosines, matches), matches, dense=mode != "keyword")
+    bm25 = {h.id: h.score for h in keyword}
+    scores = relevance.score(relevance.candidates(ids, cosines, matches, bm25), matches, dense=mode != "keyword")
     rel = dict(zip(ids, scores, strict=True))
     if mode != "hybrid":
         return [replace(h, relevance=rel[h.id]) for h in by_id.values()]

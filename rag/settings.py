@@ -100,7 +100,7 @@ class Settings(BaseSettings):
         0.6, ge=0, le=1, description="Weight of the dense side in hybrid fusion (the keyword side gets the rest)."
     )
     min_relevance: float = Field(
-        0.5,
+        0.6,
         ge=0,
         le=1,
         description="Refuse to answer when no retrieved passage reaches this calibrated relevance (rag.relevance: "
