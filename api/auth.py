@@ -21,6 +21,8 @@ from typing import Annotated, Any, Literal
 from fastapi import Depends, FastAPI, Request
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
+from starlette.types import ASGIApp, Receive, Send
+from starlette.types import Scope as ASGIScope
 
 from api import openai_wire
 from rag.errors import RagError
@@ -140,9 +142,38 @@ def error_response(request: Request, exc: RagError) -> JSONResponse:
     return response
 
 
+OPEN_PATHS = frozenset({"/health", "/", "/favicon.ico"})
+OPEN_PREFIXES = ("/static/",)
+
+
+def is_open(method: str, path: str) -> bool:
+    """What needs no key: ``/health``, the web page and its static files, CORS preflights."""
+    return method == "OPTIONS" or path in OPEN_PATHS or path.startswith(OPEN_PREFIXES)
+
+
+class AuthMiddleware:
+    """Default deny: with keys on, every request but :func:`is_open` ones needs a valid key before
+    any route (or body parsing) runs, so a route that forgets ``CallerDep`` is still closed. The
+    caller it finds is cached on the request's state for ``CallerDep``."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: ASGIScope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and not is_open(scope["method"], scope["path"]):
+            request = Request(scope)
+            try:
+                authenticate(request)
+            except UnauthorizedError as exc:
+                await error_response(request, exc)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
 def install(app: FastAPI) -> None:
-    """The 401/403 handlers, and the OpenAPI docs behind a key (create the app with
-    ``docs_url=None, redoc_url=None, openapi_url=None``)."""
+    """The middleware (:class:`AuthMiddleware`), the 401/403 handlers, and the OpenAPI docs behind a
+    key (create the app with ``docs_url=None, redoc_url=None, openapi_url=None``)."""
+    app.add_middleware(AuthMiddleware)
 
     async def auth_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RagError)

@@ -9,44 +9,116 @@ The dependencies are ``async`` so they run on the event loop, not in the thread 
 from __future__ import annotations
 
 import json
+import re
+import threading
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
+from api.auth import OPEN, Access, Caller, require
 from api.openai_wire import OpenAIError
 from api.proxy import Proxy
 from rag.engine import Rag
+from rag.errors import InvalidRequestError, RagError
 
 GROUNDED = "rag"
+# Chroma's rule for collection names (3-63 characters, letters, digits, '.', '_', '-', starting and
+# ending with a letter or digit); it also keeps a name safe as the manifest's file name.
+COLLECTION_NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{1,61})[A-Za-z0-9]$")
+
+
+class UnknownCollectionError(RagError):
+    code = "collection_not_found"
+    status = 404
+
+
+def check_collection_name(name: str) -> str:
+    """``name`` if it is a valid collection name, else a 400."""
+    if not COLLECTION_NAME.match(name) or ".." in name:
+        raise InvalidRequestError(
+            f"Invalid collection name {name[:80]!r}: 3-63 letters, digits, '.', '_' or '-', "
+            "starting and ending with a letter or digit."
+        )
+    return name
 
 
 class Collections:
-    """The ``Rag`` a grounded model name answers from: ``rag`` is the app's own, ``rag:<collection>``
-    one per collection, made on first use with the app's settings and closed with the app."""
+    """One ``Rag`` per collection: the app's own, and one per other collection a request names
+    (a ``collection`` in a body, a grounded model ``rag:<collection>``), made on first use with the
+    app's settings and model clients, and closed with the app."""
 
     def __init__(self, rag: Rag) -> None:
         self.rag = rag
         self._by_collection: dict[str, Rag] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def default(self) -> str:
+        return self.rag.settings.collection
 
     def close(self) -> None:
         for r in self._by_collection.values():
             r.close()
 
-    def grounded_rag(self, model: str) -> Rag | None:
-        """The ``Rag`` for a grounded model name; None for any other model (the backend's).
-        Called from ``async`` routes, on the event loop, so two requests never make the same one."""
+    def names(self) -> list[str]:
+        """Every collection of the index, the app's own first (even before anything is ingested)."""
+        try:
+            stored = self.rag.collections()
+        except RagError:  # no index yet
+            stored = []
+        return list(dict.fromkeys([self.default, *stored]))
+
+    def rag_for(self, name: str, *, create: bool = False) -> Rag:
+        """The ``Rag`` of collection ``name``: 400 for an invalid name; 404 for a collection that
+        does not exist (other than the app's own) unless ``create`` (a write that makes it)."""
+        if name == self.default:
+            return self.rag
+        with self._lock:
+            if name in self._by_collection:
+                return self._by_collection[name]
+        check_collection_name(name)
+        if not create and name not in self.names():
+            raise UnknownCollectionError(f"There is no collection named '{name}'.")
+        with self._lock:
+            if name not in self._by_collection:
+                # The same model clients (and so the same embedded engines): only the collection differs.
+                settings = self.rag.settings.model_copy(update={"collection": name})
+                self._by_collection[name] = Rag(settings, embedder=self.rag.embedder, chat=self.rag.chat)
+            return self._by_collection[name]
+
+    def checked(self, caller: Caller, name: str | None, scope: Access, *, create: bool = False) -> Rag:
+        """The ``Rag`` of ``name`` (default: the app's collection) for ``caller``: 400 for an invalid
+        name, 403 outside the caller's scope (before saying whether it exists), then :meth:`rag_for`."""
+        name = self.default if name is None else name
+        if name != self.default:
+            check_collection_name(name)
+        require(caller, name, scope)
+        return self.rag_for(name, create=create)
+
+    @staticmethod
+    def collection_of(model: str, default: str) -> str | None:
+        """The collection a grounded model name answers from (``rag``: ``default``); None for any
+        other model (the backend's)."""
         if model == GROUNDED:
-            return self.rag
-        if not model.startswith(GROUNDED + ":"):
+            return default
+        if model.startswith(GROUNDED + ":"):
+            return model.split(":", 1)[1]
+        return None
+
+    def grounded_rag(self, model: str, caller: Caller | None = None) -> Rag | None:
+        """The ``Rag`` for a grounded model name (403 outside ``caller``'s scope, OpenAI-shaped 400
+        or 404 for an invalid or unknown collection); None for any other model (the backend's)."""
+        name = self.collection_of(model, self.default)
+        if name is None:
             return None
-        name = model.split(":", 1)[1]
-        if name == self.rag.settings.collection:
-            return self.rag
-        if name not in self._by_collection:
-            # The same model clients (and so the same embedded engines): only the collection differs.
-            settings = self.rag.settings.model_copy(update={"collection": name})
-            self._by_collection[name] = Rag(settings, embedder=self.rag.embedder, chat=self.rag.chat)
-        return self._by_collection[name]
+        try:
+            return self.checked(caller or OPEN, name, "read")
+        except InvalidRequestError as exc:
+            raise OpenAIError(400, exc.message, param="model") from None
+        except UnknownCollectionError:
+            raise OpenAIError(
+                404, f"The model '{model}' does not exist.", param="model", code="model_not_found"
+            ) from None
 
 
 async def get_rag(request: Request) -> Rag:

@@ -14,12 +14,16 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 
-from api.deps import AppRag
+from api.auth import CallerDep
+from api.deps import AppCollections
 from api.schemas import ErrorResponse, QueryRequest, SearchRequest, SearchResponse
 from rag.answer import AnswerStream
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorResponse, "description": "Invalid request"},
+    401: {"model": ErrorResponse, "description": "No API key, or a wrong one (when keys are on)"},
+    403: {"model": ErrorResponse, "description": "The API key may not read this collection"},
+    404: {"model": ErrorResponse, "description": "No such collection"},
     409: {"model": ErrorResponse, "description": "Index empty or built with another embedding model"},
     502: {"model": ErrorResponse, "description": "Model server unreachable or refused the request"},
     504: {"model": ErrorResponse, "description": "Model server timed out"},
@@ -47,12 +51,13 @@ def _events(stream: AnswerStream) -> Iterator[str]:
         **ERRORS,
     },
 )
-def query(body: QueryRequest, rag: AppRag) -> StreamingResponse:
+def query(body: QueryRequest, collections: AppCollections, caller: CallerDep) -> StreamingResponse:
     """Answer a question as a stream of Server-Sent Events:
     `sources` (retrieved chunks, each with `relevance` and `in_prompt`, and the `query` searched),
     `token` (text deltas), then `done` (answer, `refused`, citations, `claims`: each sentence with
     `supported`, usage, timings) or `error`. When no passage is relevant enough (RAG_MIN_RELEVANCE)
     the answer is a refusal (`refused: true`, the closest passages in `sources`), and no model is asked."""
+    rag = collections.checked(caller, body.collection, "read")
     stream = rag.start(body.question, body.k, **body.answer_options())
     return StreamingResponse(
         _events(stream),
@@ -62,7 +67,8 @@ def query(body: QueryRequest, rag: AppRag) -> StreamingResponse:
 
 
 @router.post("/search", response_model=SearchResponse, responses=ERRORS)
-def search(body: SearchRequest, rag: AppRag) -> dict[str, Any]:
+def search(body: SearchRequest, collections: AppCollections, caller: CallerDep) -> dict[str, Any]:
     """The best-matching chunks for `query`, without asking a model."""
+    rag = collections.checked(caller, body.collection, "read")
     hits = rag.search(body.query, body.k, **body.options())
     return {"hits": [h.to_dict() for h in hits]}

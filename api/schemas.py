@@ -12,6 +12,9 @@ from rag.retrieval import Filters
 class RetrievalOptions(BaseModel):
     """How chunks are found: the same options as `rag search` / `rag ask` and `Rag.search`."""
 
+    collection: str | None = Field(
+        None, description="The collection to search (default: the service's, RAG_COLLECTION); needs read access."
+    )
     k: int | None = Field(None, ge=1, le=100, description="How many chunks to retrieve (default RAG_TOP_K).")
     mode: Literal["dense", "keyword", "hybrid"] | None = Field(
         None, description="dense (embeddings), keyword (BM25) or hybrid (fused; default RAG_SEARCH_MODE)."
