@@ -162,6 +162,39 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
 
+    # -- limits (the HTTP service; api/limits.py) ------------------------------
+    max_body_kb: int = Field(
+        1024, ge=1, description="Largest request body in KiB (413 beyond); uploads have their own RAG_MAX_UPLOAD_MB."
+    )
+    max_query_chars: int = Field(
+        4000,
+        ge=1,
+        description="Longest question, search query, history turn or /v1/embeddings input, in characters (400 "
+        "beyond); also at most a quarter of this many estimated tokens (CJK counts a token a character), "
+        "since the embedded embedder's time grows with the square of its input.",
+    )
+    max_text_chars: int = Field(20000, ge=1, description="Longest text POST /verify checks (400 beyond).")
+    max_history_turns: int = Field(50, ge=0, description="Most earlier messages in a conversation (400 beyond).")
+    max_history_chars: int = Field(32000, ge=0, description="Most characters in a conversation's history.")
+    max_streams: int = Field(
+        16,
+        ge=1,
+        description="Answers (/query, /v1/chat/completions, /v1/completions) in progress at once; beyond it 429 "
+        "with Retry-After. 16: twice the embedded chat engine's 8 slots under `rag serve`.",
+    )
+    stream_write_timeout: float = Field(
+        30.0, gt=0, description="Seconds a response write may wait for a client that stops reading; then it ends."
+    )
+    rate_per_minute: int = Field(
+        600, ge=0, description="Requests per minute per caller (API key, else address), in bursts up to as many; 0: off."
+    )
+    cors_origins: str = Field("", description="Comma-separated origins allowed by CORS; empty: CORS off.")
+    allowed_hosts: str = Field(
+        "",
+        description="Comma-separated extra Host names accepted (against DNS rebinding: loopback names, IP "
+        "addresses and RAG_HOST are always accepted); '*' accepts any.",
+    )
+
     # -- access ---------------------------------------------------------------
     api_keys: str | None = Field(
         None,
