@@ -65,6 +65,7 @@ class KeywordIndex:
     def __init__(self, path: Path, memory: bool = True, connections: int = POOL_SIZE) -> None:
         self.path = path
         self._memory = MemoryBM25() if memory else None
+        self._stats: MemoryBM25 | None = self._memory
         self.pool = ConnectionPool(self._open, connections)
 
     def _open(self) -> sqlite3.Connection:
@@ -90,8 +91,8 @@ class KeywordIndex:
 
     def written(self) -> None:
         """This process changed the index: the next query must not answer from an older copy."""
-        if self._memory is not None:
-            self._memory.invalidate()
+        for memory in {id(m): m for m in (self._memory, self._stats) if m is not None}.values():
+            memory.invalidate()
 
     def search(self, query: str, n: int, scope: Scope | None = None, *, texts: bool = True) -> list[Hit]:
         """The ``n`` best chunks by BM25; ``score`` is BM25 (higher is better, unbounded).
@@ -134,6 +135,23 @@ class KeywordIndex:
         with self.pool.connection() as db:
             rows = db.execute(sql + " ORDER BY bm25(kw) LIMIT ?", [*args, n]).fetchall()
         return [(int(r), str(cid), float(score)) for r, cid, score in rows]
+
+    def matches(self, query: str, ids: Sequence[str]) -> bm25.Matches:
+        """How the query's terms meet the chunks ``ids`` (BM25, idf mass of the terms each holds;
+        ``rag.bm25.match``): the keyword signals of calibrated relevance, for chunks found by
+        either side. Always from the in-memory build (made here if ``memory=False``)."""
+        words = list(dict.fromkeys(terms(query)))
+        if self._stats is None:
+            self._stats = self._memory or MemoryBM25()
+        try:
+            with self.pool.connection() as db:
+                gen = _generation(db)
+            built = self._stats.current(gen, self._open)
+        except sqlite3.OperationalError as exc:
+            if "no such table" in str(exc):
+                return bm25.Matches()
+            raise
+        return bm25.match(built, words, ids)
 
     def fetch(self, ids: Sequence[str]) -> dict[str, Hit]:
         """Text, source, page and metadata of chunks by id (score 0): what a search result needs,
