@@ -20,7 +20,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from api import auth, routes_health, routes_openai, routes_query, routes_verify, routes_web
+from api import auth, routes_collections, routes_health, routes_openai, routes_query, routes_verify, routes_web
 from api.deps import Collections
 from api.openai_wire import OpenAIError
 from api.proxy import Proxy
@@ -94,5 +94,6 @@ def create_app(settings: Settings | None = None, rag: Rag | None = None, *, warm
     app.include_router(routes_query.router)
     app.include_router(routes_health.router)
     app.include_router(routes_verify.router)
+    app.include_router(routes_collections.router)
     app.include_router(routes_web.router)
     return app
