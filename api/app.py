@@ -20,8 +20,18 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from api import auth, routes_collections, routes_health, routes_openai, routes_query, routes_verify, routes_web
+from api import (
+    auth,
+    routes_collections,
+    routes_documents,
+    routes_health,
+    routes_openai,
+    routes_query,
+    routes_verify,
+    routes_web,
+)
 from api.deps import Collections
+from api.jobs import Jobs
 from api.openai_wire import OpenAIError
 from api.proxy import Proxy
 from rag.engine import Rag
@@ -56,9 +66,11 @@ def create_app(settings: Settings | None = None, rag: Rag | None = None, *, warm
             threading.Thread(target=_warm, args=(app.state.rag,), name="rag-warm", daemon=True).start()
         app.state.proxy = Proxy(app.state.rag)
         app.state.collections = Collections(app.state.rag)
+        app.state.jobs = Jobs()
         try:
             yield
         finally:
+            app.state.jobs.stop()  # running ingests stop at their next file; the rest is redone next time
             app.state.proxy.close()
             app.state.collections.close()
             if rag is None:
@@ -94,6 +106,7 @@ def create_app(settings: Settings | None = None, rag: Rag | None = None, *, warm
     app.include_router(routes_query.router)
     app.include_router(routes_health.router)
     app.include_router(routes_verify.router)
+    app.include_router(routes_documents.router)
     app.include_router(routes_collections.router)
     app.include_router(routes_web.router)
     return app
