@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from rag import cli_answer, cli_index, cli_query
+from rag import cli_answer, cli_index, cli_keys, cli_query
 from rag.cli_common import EXIT_ERROR, EXIT_SOME_FAILED, RagGroup
 from rag.cli_verify import verify as verify_cmd
 
@@ -54,6 +54,7 @@ for _command in (
     cli_query.serve,
     cli_index.status,
     cli_index.reset,
+    cli_keys.keys_group,
 ):
     cli.add_command(_command)
 

@@ -198,13 +198,28 @@ def evaluate_cmd(
             click.echo(f"{a.mode:<9} {figures} {ttft if ttft is not None else '-':>8}")
 
 
+def _loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
 @click.command()
 @click.option("--host", default=None, help="Interface to bind [default 127.0.0.1].")
 @click.option("--port", type=int, default=None, help="Port [default 8000].")
+@click.option("--insecure", is_flag=True, help="Allow a non-loopback --host with no API keys (anyone can read).")
 @click.pass_context
-def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
+def serve(ctx: click.Context, host: str | None, port: int | None, insecure: bool) -> None:
     """Run the HTTP API: POST /query, POST /search, GET /health, the OpenAI-compatible /v1
-    (models, chat/completions, completions, embeddings), docs at /docs."""
+    (models, chat/completions, completions, embeddings), docs at /docs.
+
+    API keys (RAG_API_KEYS, RAG_API_KEYS_FILE: see `rag keys`) are required to listen on anything
+    but loopback, unless --insecure."""
     import uvicorn
 
     from api.app import create_app
@@ -215,6 +230,15 @@ def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
     if port:
         overrides["port"] = port
     settings = Settings(**overrides)
+    keyed = bool((settings.api_keys or "").strip()) or settings.api_keys_file is not None
+    if not keyed and not _loopback(settings.host):
+        click.echo(
+            f"Error: refusing to serve on {settings.host} with no API keys: anyone who can reach it could read "
+            "every collection. Create a key with `RAG_API_KEYS_FILE=PATH rag keys create --name NAME` and serve "
+            "with RAG_API_KEYS_FILE=PATH, or set RAG_API_KEYS=KEY1,KEY2 (full access), or pass --insecure.",
+            err=True,
+        )
+        ctx.exit(1)
     if settings.embedded_parallel is None:  # a service answers many questions at once
         settings = settings.model_copy(update={"embedded_parallel": SERVE_PARALLEL})
     click.echo(f"Serving on http://{settings.host}:{settings.port} (docs at /docs)", err=True)
