@@ -24,10 +24,10 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, Response
 
-from api.auth import CallerDep, require
-from api.deps import AppCollections, AppRag
+from api.auth import CallerDep
+from api.deps import AppCollections
 from rag.engine import Rag
-from rag.errors import InvalidRequestError, RagError
+from rag.errors import RagError
 
 router = APIRouter(include_in_schema=False)
 
@@ -78,16 +78,6 @@ def static(name: str, request: Request) -> Response:
     return _send(request, name, data)
 
 
-def _collection_rag(rag: Rag, collections: AppCollections, name: str | None) -> Rag:
-    if not name or name == rag.settings.collection:
-        return rag
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}", name):
-        raise InvalidRequestError(f"Invalid collection name: {name!r}")
-    found = collections.grounded_rag("rag:" + name)
-    assert found is not None
-    return found
-
-
 def _indexed_pdf(rag: Rag, source: str) -> tuple[str, str]:
     """(path, content hash) of the indexed PDF cited as ``source``; NotFound otherwise."""
     manifest = rag.manifest.path
@@ -111,7 +101,6 @@ def _indexed_pdf(rag: Rag, source: str) -> tuple[str, str]:
 def page_image(
     source: str,
     page: int,
-    rag: AppRag,
     collections: AppCollections,
     caller: CallerDep,
     collection: Annotated[str | None, Query(description="The collection (default: the service's).")] = None,
@@ -121,8 +110,7 @@ def page_image(
         raise NotFound(f"No page {page} in {source}")
     from api.pagerender import render
 
-    require(caller, collection or rag.settings.collection, "read")
-    target = _collection_rag(rag, collections, collection)
+    target = collections.checked(caller, collection, "read")  # 400, 403 or 404 as for /query
     path, digest = _indexed_pdf(target, source)
     if not os.path.isfile(path):
         raise NotFound(f"{source} is indexed but no longer on disk")
