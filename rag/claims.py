@@ -111,7 +111,7 @@ def _judge(claim: str, terms: set[str], vec: list[float] | None, p: _Passage, mi
     words = {t for t in terms if not t.isdigit()} or terms
 
     def rank(i: int) -> float:
-        base = len(words & p.terms[i]) / len(words)
+        base = len(words & p.terms[i]) / len(words) if words else 0.0
         return base + (sims[i] if sims else 0.0)
 
     order = sorted(range(len(p.sentences)), key=rank, reverse=True)
@@ -124,7 +124,7 @@ def _judge(claim: str, terms: set[str], vec: list[float] | None, p: _Passage, mi
             window.append(i)
             covered |= words & p.terms[i]
     window.sort()
-    coverage = len(terms & set().union(*(p.terms[i] for i in window))) / len(terms)
+    coverage = len(terms & set().union(*(p.terms[i] for i in window))) / len(terms) if terms else 0.0
     score = coverage
     if sims:
         best = max(sims[i] for i in window)

@@ -160,3 +160,9 @@ def test_accuracy_on_the_claims_set_with_the_real_embedder() -> None:
     print(json.dumps(groups, indent=1))
     assert groups["all"]["accuracy"] >= 0.85
     assert groups["half:held-out"]["accuracy"] >= 0.85
+
+
+def test_a_sentence_of_numbers_only_is_checked_without_error() -> None:
+    # No content terms, but a number: checked (not trivial), and no division by zero.
+    claims = check_claims("15%.", ["A restocking fee of 15% applies."])
+    assert len(claims) == 1 and claims[0].checked
