@@ -89,9 +89,12 @@ class Job:
         self._go.set()
 
     def cancel(self) -> None:
-        """Give up a reserved job that never started (e.g. its upload failed): its lock is released."""
+        """Give up a reserved job that never started (e.g. its upload failed): its lock is released
+        before this returns (the thread only has to let go of it)."""
         self._cancelled = True
         self._go.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(5.0)
 
 
 class _Sink(ProgressSink):

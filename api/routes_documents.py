@@ -29,9 +29,9 @@ from pydantic import BaseModel, Field
 
 from api import allowlist
 from api.auth import CallerDep, require
-from api.deps import AppCollections
+from api.deps import AppCollections, check_collection_name
 from api.jobs import Jobs
-from api.uploads import Receiver, check_collection, clean_folder, inside
+from api.uploads import Receiver, clean_folder, inside
 from ingest.manifest import FileRow, manifest_path
 from ingest.walker import Selection
 from rag.engine import Rag
@@ -65,18 +65,6 @@ async def get_jobs(request: Request) -> Jobs:
 AppJobs = Annotated[Jobs, Depends(get_jobs)]
 
 
-def _rag(collections: AppCollections, name: str | None) -> Rag:
-    """The ``Rag`` of a collection (the app's by default); called on the event loop."""
-    name = check_collection(name) if name is not None else collections.rag.settings.collection
-    rag = collections.grounded_rag("rag:" + name)
-    assert rag is not None
-    return rag
-
-
-def _name(collections: AppCollections, name: str | None) -> str:
-    return check_collection(name) if name is not None else collections.rag.settings.collection
-
-
 def _upload_folder(rag: Rag) -> Path:
     return rag.settings.uploads_root / rag.settings.collection
 
@@ -88,8 +76,7 @@ async def upload(
 ) -> JSONResponse:
     """Upload files (multipart, fields `files`; optional field `folder`) into the collection and
     ingest them in a job: `{"job": {...}, "files": [{"name", "source", "bytes"}]}`."""
-    require(caller, _name(collections, collection), "write")
-    rag = _rag(collections, collection)
+    rag = collections.checked(caller, collection, "write", create=True)
     folder = _upload_folder(rag)
     folder.mkdir(parents=True, exist_ok=True)
     job = await run_in_threadpool(jobs.reserve, rag, "upload")
@@ -115,8 +102,7 @@ class IngestRequest(BaseModel):
 @router.post("/ingest", status_code=202, responses=ERRORS)
 async def ingest(body: IngestRequest, caller: CallerDep, collections: AppCollections, jobs: AppJobs) -> JSONResponse:
     """Ingest files and folders on the server, only under RAG_INGEST_ROOTS, in a job: `{"job": {...}}`."""
-    require(caller, _name(collections, body.collection), "write")
-    rag = _rag(collections, body.collection)
+    rag = collections.checked(caller, body.collection, "write", create=True)
     roots = allowlist.roots_of(rag.settings)
     paths = await run_in_threadpool(allowlist.check_paths, body.paths, roots)
     excluded = [p for path in paths for p in await run_in_threadpool(allowlist.links_out, path, roots)]
@@ -142,8 +128,7 @@ def _uploaded(rag: Rag, row: FileRow) -> bool:
 async def documents(caller: CallerDep, collections: AppCollections, collection: str | None = None) -> dict[str, Any]:
     """The files in the collection: `{"collection", "files": [{"source", "uploaded", "status"
     (ok, failed, pending), "chunks", "bytes", "error"}]}`."""
-    require(caller, _name(collections, collection), "read")
-    rag = _rag(collections, collection)
+    rag = collections.checked(caller, collection, "read")
     rows = await run_in_threadpool(_rows, rag)
     files = [
         {
@@ -188,8 +173,7 @@ async def forget(
     source: str, caller: CallerDep, collections: AppCollections, jobs: AppJobs, collection: str | None = None
 ) -> dict[str, Any]:
     """Forget one file (by its `source`); an uploaded one is deleted too: `{"forgotten", "deleted"}`."""
-    require(caller, _name(collections, collection), "write")
-    rag = _rag(collections, collection)
+    rag = collections.checked(caller, collection, "write")
     running = [j for j in jobs.recent(rag.settings.collection) if j.active]
     if running:
         raise jobs.busy(running[0])
@@ -212,5 +196,5 @@ async def job(job_id: str, caller: CallerDep, jobs: AppJobs) -> dict[str, Any]:
 async def job_list(caller: CallerDep, jobs: AppJobs, collection: str | None = None) -> dict[str, Any]:
     """Recent jobs, newest first (of one collection, or of every collection the key can read)."""
     if collection is not None:
-        require(caller, check_collection(collection), "read")
+        require(caller, check_collection_name(collection), "read")
     return {"jobs": [j.to_dict() for j in jobs.recent(collection) if caller.can(j.collection, "read")]}

@@ -34,7 +34,6 @@ MAX_NAME_BYTES = 200  # a file system takes 255; room for the temporary name's p
 MAX_FOLDER_DEPTH = 16
 MAX_FILES = 100  # files per request
 MAX_FIELD_BYTES = 4096  # a form field that is not a file (``folder``)
-COLLECTION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{1,61}[A-Za-z0-9]$")
 TEMP_PREFIX = ".upload-"  # hidden: the walker never ingests a file still arriving
 # Unicode's format characters that reorder what a name shows (bidirectional overrides and isolates).
 _BIDI = {chr(c) for c in (*range(0x202A, 0x202F), *range(0x2066, 0x206A), 0x200E, 0x200F, 0x061C)}
@@ -53,16 +52,6 @@ class UnsupportedTypeError(RagError):
 class DiskFullError(RagError):
     code = "insufficient_storage"
     status = 507
-
-
-def check_collection(name: str) -> str:
-    """A collection name, as Chroma takes them (3-63 of letters, digits, ``._-``): it names a folder too."""
-    if not COLLECTION.match(name) or ".." in name:
-        raise InvalidRequestError(
-            f"Invalid collection name {name!r}: 3-63 letters, digits, '.', '_' or '-', starting and ending "
-            "with a letter or digit."
-        )
-    return name
 
 
 def _bad_chars(text: str) -> str | None:
