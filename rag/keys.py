@@ -113,7 +113,8 @@ def load(path: Path) -> list[KeyEntry]:
     try:
         data = tomllib.loads(text) if path.suffix == ".toml" else (json.loads(text) if text.strip() else {})
     except (ValueError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"The keys file {path} is not valid {path.suffix.lstrip('.') or 'JSON'}: {exc}") from None
+        kind = "TOML" if path.suffix == ".toml" else "JSON"
+        raise ConfigError(f"The keys file {path} is not valid {kind}: {exc}") from None
     if not isinstance(data, dict) or not isinstance(data.get("keys", []), list):
         raise ConfigError(f"The keys file {path} must hold an object with a 'keys' list.")
     return [_entry(raw, path) for raw in data.get("keys", [])]
