@@ -350,3 +350,36 @@ def test_ingest_is_off_without_roots(tmp_path: Path) -> None:
         assert r.status_code == 403 and "RAG_INGEST_ROOTS" in r.json()["error"]["message"]
         assert client.get("/documents").json() == {"collection": "rag", "files": []}
         assert not (tmp_path / "index" / "manifests").exists()  # a read makes no manifest
+
+
+# -- API keys ------------------------------------------------------------------------------------------
+def test_documents_and_jobs_need_the_right_scope(tmp_path: Path) -> None:
+    from rag import keys
+
+    path = tmp_path / "keys.toml"
+    reader = keys.create(path, "reader", ["rag"], "read")
+    writer = keys.create(path, "writer", ["rag"], "write")
+    other = keys.create(path, "other", ["team-b"], "write")
+    settings = Settings(index_dir=tmp_path / "index", api_keys_file=path, chunk_counter="estimate")
+    with Rag(settings, embedder=FakeEmbedder()) as rag, TestClient(create_app(settings, rag)) as client:
+
+        def call(method: str, url: str, key: str | None, **kw: Any) -> int:
+            headers = {"authorization": f"Bearer {key}"} if key else {}
+            return client.request(method, url, headers=headers, **kw).status_code
+
+        upload = {"files": [("files", ("a.md", TEXT))]}
+        for key, status in ((None, 401), ("wrong", 401), (other, 403), (reader, 403)):
+            assert call("POST", "/documents", key, **upload) == status, key
+            assert call("DELETE", "/documents/a.md", key) == status, key
+            assert call("POST", "/ingest", key, json={"paths": ["x"]}) == status, key
+        for key, status in ((None, 401), ("wrong", 401), (other, 403)):
+            assert call("GET", "/documents", key) == status, key
+            assert call("GET", "/jobs?collection=rag", key) == status, key
+        r = client.post("/documents", headers={"x-api-key": writer}, **upload)  # type: ignore[arg-type]
+        assert r.status_code == 202, r.text
+        job_id = r.json()["job"]["id"]
+        assert call("GET", f"/jobs/{job_id}", reader) == 200
+        assert call("GET", f"/jobs/{job_id}", other) == 404  # a job outside the key's scope is not there
+        assert client.get("/jobs", headers={"x-api-key": other}).json()["jobs"] == []
+        assert call("GET", "/documents", reader) == 200
+        assert call("POST", "/ingest", writer, json={"paths": ["x"]}) == 403  # RAG_INGEST_ROOTS unset
