@@ -18,6 +18,7 @@ with a job running (or any other writer) answers writes with 409.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from pathlib import Path
 from typing import Annotated, Any
@@ -37,6 +38,7 @@ from ingest.walker import Selection
 from rag.engine import Rag
 from rag.errors import InvalidRequestError, RagError
 
+log = logging.getLogger("rag.serve")
 router = APIRouter(tags=["documents"])
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"description": what}
@@ -85,8 +87,10 @@ async def upload(
             await rx.read(request.headers.get("content-type", ""), request.stream())
             parts = clean_folder(rx.fields.get("folder"))
             stored = await run_in_threadpool(rx.store, parts)
-    except BaseException:
+    except BaseException as exc:
         job.cancel()
+        if isinstance(exc, RagError) and exc.status < 500:
+            log.warning("POST /documents refused (%s): %s", exc.code, exc.message)
         raise
     job.start([folder])
     files = [{"name": s.name, "source": s.source, "bytes": s.bytes} for s in stored]
