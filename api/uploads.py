@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
+from fastapi.concurrency import run_in_threadpool
 from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
@@ -170,8 +171,8 @@ class Receiver:
         parser = MultipartParser(boundary, callbacks, max_header_count=8)
         try:
             async for chunk in body:
-                parser.write(chunk)
-            parser.finalize()
+                await run_in_threadpool(parser.write, chunk)  # file writes off the event loop
+            await run_in_threadpool(parser.finalize)
         except FormParserError as exc:
             raise InvalidRequestError(f"The multipart body is malformed: {exc}") from None
         if not self.files:
