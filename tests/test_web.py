@@ -124,7 +124,7 @@ def test_ask_streams_cites_and_shows_the_pdf_page(driver: Any, embedded: ServerP
     assert "3 years" in marked, marked
     image = one(d, "page-image")
     wait(lambda: d.execute_script("return arguments[0].naturalWidth", image) > 300, 60, "the page image")
-    assert image.get_attribute("src").startswith("blob:")
+    assert image.get_attribute("src").startswith("data:image/png")
     shoot(d, "passage", "[data-testid=passage]")
     assert not errors(d)
 

@@ -114,9 +114,16 @@ function parseBlock(block) {
   }
 }
 
-// The image of a PDF page as a blob URL (an <img src> cannot send the key).
+// The image of a PDF page as a data: URL (an <img src> cannot send the key, so it is fetched with
+// it; data: rather than a blob URL, which the service's Content-Security-Policy, img-src 'self'
+// data:, does not allow).
 export async function pageImage(source, page, collection) {
   const path = withCollection(`/pages/${sourcePath(source)}/${page}.png`, collection);
   const blob = await (await request(path)).blob();
-  return URL.createObjectURL(blob);
+  return new Promise((resolve, reject) => {
+    const reader = new FileReader();
+    reader.onload = () => resolve(reader.result);
+    reader.onerror = () => reject(reader.error);
+    reader.readAsDataURL(blob);
+  });
 }

@@ -61,7 +61,6 @@ export function supportSpan(passage, claim) {
   return bestScore >= 0.2 ? best : null;
 }
 
-let imageUrl = "";
 let returnTo = null;
 let shown = 0;
 
@@ -99,16 +98,13 @@ export function showPassage(hit, n, claim, collection, opener) {
   const figure = $("page-figure");
   const img = $("page-image");
   figure.hidden = true;
-  if (imageUrl) URL.revokeObjectURL(imageUrl);
-  imageUrl = "";
   img.removeAttribute("src");
   if (hit.page && /\.pdf$/i.test(hit.source)) {
     $("page-caption").textContent = `${hit.source}, page ${hit.page}`;
     img.alt = `Page ${hit.page} of ${hit.source}`;
     pageImage(hit.source, hit.page, collection)
       .then((url) => {
-        if (token !== shown) return URL.revokeObjectURL(url);
-        imageUrl = url;
+        if (token !== shown) return;
         img.src = url;
         figure.hidden = false;
       })
