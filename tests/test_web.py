@@ -185,10 +185,12 @@ def test_upload_then_find_it_then_forget_it(driver: Any, embedded: ServerProcess
     shoot(d, "uploaded-answer")
 
     d.find_element("id", "tab-library").click()
-    row = wait(lambda: d.find_element("css selector", "tr[data-source='q9-净水器.md']"), 30, "the row")
-    button = row.find_element("css selector", "button")
-    button.click()
-    button.click()  # "Really forget?"
+    forget = "tr[data-source='q9-净水器.md'] button"
+    wait(lambda: "q9-净水器.md" in files.text, 30, "the file list")
+    time.sleep(1)  # the list settles (it is fetched again when the view opens)
+    wait(lambda: d.find_element("css selector", forget).click() or True, 30, "the forget button")
+    wait(lambda: "Really" in d.find_element("css selector", forget).text, 10, "the confirmation")
+    d.find_element("css selector", forget).click()
     wait(lambda: "q9-净水器.md" not in files.text, 60, "the file to be forgotten")
 
 

@@ -6,6 +6,7 @@ import { getJSON, request, sourcePath, withCollection } from "./api.js";
 import { $, clear, el, formatTime, toast } from "./dom.js";
 
 let current = () => "";
+let generation = 0; // a refresh renders only if no later one started meanwhile
 
 export function initLibrary(collection) {
   current = collection;
@@ -36,18 +37,23 @@ export function renderCollections(list) {
 
 export async function refreshLibrary() {
   const name = current();
+  const mine = ++generation;
   $("status-name").textContent = name || "the default collection";
-  await Promise.all([refreshStatus(name), refreshFiles(name)]);
+  const settle = (p) => p.then((value) => ({ value }), (error) => ({ error }));
+  const [status, files] = await Promise.all([
+    settle(getJSON(`/collections/${encodeURIComponent(name)}/status`)),
+    settle(getJSON(withCollection("/documents", name))),
+  ]);
+  if (mine !== generation) return;
+  renderStatus(status);
+  renderFiles(files, name);
 }
 
-async function refreshStatus(name) {
+function renderStatus({ value: status, error }) {
   const dl = clear($("status"));
   const failures = clear($("failures"));
-  let status;
-  try {
-    status = await getJSON(`/collections/${encodeURIComponent(name)}/status`);
-  } catch (err) {
-    dl.append(el("dt", {}, "Status"), el("dd", {}, err.message));
+  if (error) {
+    dl.append(el("dt", {}, "Status"), el("dd", {}, error.message));
     return;
   }
   const run = status.last_run;
@@ -72,13 +78,10 @@ function failureList(title, items) {
   );
 }
 
-async function refreshFiles(name) {
+function renderFiles({ value: data, error }, name) {
   const body = clear($("files").tBodies[0]);
-  let data;
-  try {
-    data = await getJSON(withCollection("/documents", name));
-  } catch (err) {
-    $("files-note").textContent = `The files could not be listed: ${err.message}`;
+  if (error) {
+    $("files-note").textContent = `The files could not be listed: ${error.message}`;
     return;
   }
   const files = data.files || [];
