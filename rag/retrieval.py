@@ -31,6 +31,10 @@ from rag.store import Hit
 
 Mode = Literal["dense", "keyword", "hybrid"]
 MODES: tuple[Mode, ...] = ("dense", "keyword", "hybrid")
+# Filters are matched against every file in Python: bounded, so one request cannot cost minutes
+# (100,000 globs took 90 s of CPU before).
+MAX_FILTER_PATTERNS = 64
+MAX_PATTERN_CHARS = 256
 
 
 @dataclass(frozen=True)
@@ -51,6 +55,12 @@ class Filters:
     page_max: int | None = None
 
     def __post_init__(self) -> None:
+        for name in ("paths", "types"):
+            values = getattr(self, name)
+            if len(values) > MAX_FILTER_PATTERNS:
+                raise InvalidRequestError(f"At most {MAX_FILTER_PATTERNS} {name} filters, not {len(values)}.")
+            if any(len(v) > MAX_PATTERN_CHARS for v in values):
+                raise InvalidRequestError(f"A {name} filter is longer than {MAX_PATTERN_CHARS} characters.")
         for name in ("page_min", "page_max"):
             v = getattr(self, name)
             if v is not None and v < 1:
