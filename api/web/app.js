@@ -176,4 +176,5 @@ initAsk();
 initLibrary(collection);
 $("tab-ask").addEventListener("click", () => show("ask"));
 $("tab-library").addEventListener("click", () => show("library"));
+document.addEventListener("library-changed", loadCollections); // then the library's status and files
 loadCollections();

@@ -116,7 +116,7 @@ function forgetButton(source, name) {
     } catch (err) {
       toast(`Could not forget ${source}: ${err.message}`);
     }
-    await refreshLibrary();
+    document.dispatchEvent(new CustomEvent("library-changed"));
   });
   return button;
 }
@@ -139,7 +139,7 @@ async function upload(files) {
     return;
   }
   await follow(box, answer.job, (answer.files || []).map((f) => f.source).join(", "));
-  await refreshLibrary();
+  document.dispatchEvent(new CustomEvent("library-changed")); // the counts in the picker changed
 }
 
 // Poll the job until it ends, showing its progress and failures by name.
