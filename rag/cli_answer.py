@@ -28,7 +28,7 @@ def answer_options(f: Any) -> Any:
         "answer_mode",
         type=click.Choice(ANSWER_MODES),
         help="generate (the chat model writes it), quote (the passages' own sentences; no model) or auto "
-        "(quote where the model cannot write the question's language) [default RAG_ANSWER_MODE, auto].",
+        "(quote on the embedded model, generate on a configured backend) [default RAG_ANSWER_MODE, auto].",
     )(f)
     f = click.option(
         "-k", "--k", "k", type=click.IntRange(1, 100), help="How many chunks to retrieve [default RAG_TOP_K, 3]."

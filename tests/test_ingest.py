@@ -110,7 +110,7 @@ def test_library_stream_events_with_fakes(settings: Settings) -> None:
     """The same events from the same code, with an in-memory embedder and chat model."""
     with fake_rag(settings) as r:
         r.ingest([DATA])
-        check_stream_events(list(r.stream("What is the restocking fee for opened items?")))
+        check_stream_events(list(r.stream("What is the restocking fee for opened items?", answer="generate")))
         assert isinstance(r.chat, FakeChat) and len(r.chat.calls) == 1
 
 
