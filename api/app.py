@@ -4,9 +4,9 @@
   ``/v1`` (OpenAI-compatible): :mod:`api.routes_openai`.
 - What the routes use (the app's ``Rag``, one per other collection, the backend proxy) is built
   here, in the lifespan, kept on ``app.state`` and handed to them by :mod:`api.deps`.
-- Errors: a :class:`~rag.errors.RagError` and an invalid body are ``{"error": {"message", "type",
-  "code"}}`` (``RagError.to_dict``) with the error's status; a refused ``/v1`` request is OpenAI's
-  shape (:mod:`api.openai_wire`).
+- Errors: every one is JSON, ``{"error": {"message", "type", "code"}}`` (``RagError.to_dict``), in
+  OpenAI's shape on ``/v1`` (:mod:`api.errors`), with internal addresses left out.
+- Limits (body size, rate, concurrent answers, Host check, security headers, CORS): :mod:`api.limits`.
 """
 
 from __future__ import annotations
@@ -16,12 +16,12 @@ import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI
 
 from api import (
     auth,
+    errors,
+    limits,
     routes_collections,
     routes_documents,
     routes_health,
@@ -32,10 +32,9 @@ from api import (
 )
 from api.deps import Collections
 from api.jobs import Jobs
-from api.openai_wire import OpenAIError
 from api.proxy import Proxy
 from rag.engine import Rag
-from rag.errors import InvalidRequestError, RagError
+from rag.errors import RagError
 from rag.settings import Settings
 
 log = logging.getLogger("rag.serve")
@@ -85,24 +84,12 @@ def create_app(settings: Settings | None = None, rag: Rag | None = None, *, warm
         redoc_url=None,
         openapi_url=None,
     )
+    conf = rag.settings if rag is not None else settings or Settings()
+    limits.install(app, conf)  # before auth, so inside it: the rate limit sees the caller's key_id
     auth.install(app)
+    limits.install_cors(app, conf)
+    errors.install(app)
     app.include_router(routes_openai.router)
-
-    @app.exception_handler(RagError)
-    async def rag_error(request: Request, exc: RagError) -> JSONResponse:
-        return JSONResponse({"error": exc.to_dict()}, status_code=exc.status)
-
-    @app.exception_handler(RequestValidationError)
-    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'] if p != 'body') or 'body'}: {e['msg']}" for e in exc.errors()
-        )
-        return JSONResponse({"error": InvalidRequestError(f"Invalid request: {problems}").to_dict()}, status_code=400)
-
-    @app.exception_handler(OpenAIError)
-    async def openai_error(request: Request, exc: OpenAIError) -> JSONResponse:
-        return exc.response()
-
     app.include_router(routes_query.router)
     app.include_router(routes_health.router)
     app.include_router(routes_verify.router)

@@ -16,6 +16,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 
 from api.auth import OPEN, Access, Caller, require
+from api.bounds import check_json_encodable, check_openai_params
 from api.openai_wire import OpenAIError
 from api.proxy import Proxy
 from rag.engine import Rag
@@ -142,10 +143,14 @@ async def openai_body(request: Request) -> dict[str, Any]:
         body = await request.json()
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise OpenAIError(400, "The body is not valid JSON.") from None
+    except RecursionError:
+        raise OpenAIError(400, "The body is nested too deeply.") from None
     if not isinstance(body, dict):
         raise OpenAIError(400, "The body must be a JSON object.")
     if not isinstance(body.get("model"), str) or not body["model"]:
         raise OpenAIError(400, "'model' is required: 'rag' for grounded answers, or a backend model.", param="model")
+    check_json_encodable(body)  # a lone surrogate or NaN would fail later, at the backend or in the prompt
+    check_openai_params(body)
     return body
 
 

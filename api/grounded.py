@@ -8,12 +8,17 @@ backend; others are left out, and what the backend cannot honour is refused (:mo
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterator
 from typing import Any
 
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from api import openai_wire as wire
 from api.backends import check_supported
+from api.bounds import check_history, check_text
+from api.errors import redact
+from api.limits import ClosingStream, answer_closer
 from api.openai_wire import OpenAIError
 from rag.engine import Rag
 from rag.errors import RagError
@@ -58,22 +63,51 @@ def answer(rag: Rag, body: dict[str, Any]) -> dict[str, Any] | StreamingResponse
     ]
     content = messages[last].get("content")
     attachments = [p for p in content if isinstance(p, dict) and p.get("type") != "text"] if images else None
+    check_text(rag.settings, "question", question)
+    check_history(rag.settings, (str(m["content"]) for m in history))
+    answer_mode = body.get("answer")  # extensions beside the OpenAI fields (the SDKs' extra_body)
+    if answer_mode is not None and not isinstance(answer_mode, str):
+        raise OpenAIError(400, "'answer' must be generate, quote or auto.", param="answer")
+    options = body.get("stream_options") or {}
+    include_usage = bool(options.get("include_usage")) if isinstance(options, dict) else False
     try:
-        answer_mode = body.get("answer")  # extensions beside the OpenAI fields (the SDKs' extra_body)
-        strict = bool(body.get("strict"))
         stream = rag.start(
-            question, history=history, params=params, attachments=attachments, answer=answer_mode, strict=strict
+            question,
+            history=history,
+            params=params,
+            attachments=attachments,
+            answer=answer_mode,
+            strict=bool(body.get("strict")),
         )
     except RagError as exc:
-        return wire.from_rag_error(exc)
+        return _error(rag, exc)
+    close = answer_closer(stream)  # from here on, whatever happens closes the open chat stream
     model = str(body["model"])
     if body.get("stream"):
-        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-        return StreamingResponse(wire.chunks(stream, model, include_usage), media_type="text/event-stream")
-    for _ in stream:
-        pass
+        chunks = _redacted(wire.chunks(stream, model, include_usage), rag)
+        return ClosingStream(chunks, close=close, media_type="text/event-stream")
+    try:
+        for _ in stream:
+            pass
+    finally:
+        close()
     if stream.error is not None or stream.answer is None:
-        return wire.from_rag_error(stream.error or RagError("The answer stream ended without an answer."))
+        return _error(rag, stream.error or RagError("The answer stream ended without an answer."))
     a = stream.answer
     claims = [c.to_dict() for c in a.claims]
     return wire.completion(model, a.text, a.citations, a.usage, refused=a.refused, claims=claims)
+
+
+def _error(rag: Rag, exc: RagError) -> JSONResponse:
+    """OpenAI's error body, without internal addresses or directories."""
+    return wire.error(exc.status, redact(exc.message, rag.settings), code=exc.code)
+
+
+def _redacted(chunks: Iterator[str], rag: Rag) -> Iterator[str]:
+    """The chunks, with the message of an error chunk (a failure mid-stream) redacted."""
+    for chunk in chunks:
+        if chunk.startswith('data: {"error"'):
+            body = json.loads(chunk[len("data: ") :])
+            body["error"]["message"] = redact(str(body["error"].get("message")), rag.settings)
+            chunk = wire.data(body)
+        yield chunk

@@ -5,15 +5,19 @@ is a drop-in for the backend's. Its errors are relayed in OpenAI's shape with th
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse
 
+from api.limits import ClosingStream
 from api.openai_wire import error, error_body
 from rag.engine import Rag
+
+log = logging.getLogger("rag.serve")
 
 
 class Proxy:
@@ -43,13 +47,21 @@ class Proxy:
                 if resp.status_code >= 400:
                     resp.read()
                     return relay_error(resp)
-                return StreamingResponse(relay(resp), media_type="text/event-stream")
+                # Closed however the response ends: a client gone stops the backend generating.
+                return ClosingStream(relay(resp), close=resp.close, media_type="text/event-stream")
             resp = self._http.post(url, json=body, headers=self._headers(embeddings))
         except httpx.HTTPError as exc:
-            return error(502, f"The model server at {base} could not be reached: {exc}", code="model_server_error")
+            # The address is the operator's business (the log has it), not the client's.
+            log.warning("model server at %s: %s", base, exc)
+            return error(
+                502, f"The model server could not be reached ({type(exc).__name__}).", code="model_server_error"
+            )
         if resp.status_code >= 400:
             return relay_error(resp)
-        return JSONResponse(resp.json(), status_code=resp.status_code)
+        try:
+            return JSONResponse(resp.json(), status_code=resp.status_code)
+        except ValueError:
+            return error(502, "The model server answered something that is not JSON.", code="model_server_error")
 
     def backend_models(self) -> list[dict[str, Any]]:
         """The chat backend's models, and the embeddings backend's when it is another server."""
@@ -79,7 +91,7 @@ def relay(resp: httpx.Response) -> Iterator[bytes]:
     try:
         yield from resp.iter_raw()
     except httpx.HTTPError as exc:
-        body = error_body(f"The model server broke off: {exc}", "server_error")
+        body = error_body(f"The model server broke off ({type(exc).__name__}).", "server_error")
         del body["error"]["code"]  # this chunk has never carried a code; kept as it was
         yield f"data: {json.dumps(body)}\n\n".encode()
     finally:

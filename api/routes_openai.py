@@ -22,6 +22,7 @@ from starlette.concurrency import run_in_threadpool
 from api import grounded
 from api.auth import Caller, CallerDep
 from api.backends import check_model_served, check_supported
+from api.bounds import check_embeddings_input
 from api.deps import GROUNDED, AppCollections, AppProxy, AppRag, OpenAIBody
 from api.openai_wire import OpenAIError, has_images
 from rag.errors import RagError
@@ -77,4 +78,5 @@ async def embeddings(caller: CallerDep, body: OpenAIBody, rag: AppRag, proxy: Ap
     """Passed to the embeddings backend (the embedded model when none is configured)."""
     backend_allowed(caller)
     check_model_served(rag.settings, body["model"], embeddings=True)
+    check_embeddings_input(rag.settings, body)  # the embedded embedder's time grows with its input squared
     return await run_in_threadpool(proxy.forward, "/embeddings", body, embeddings=True)

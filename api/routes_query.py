@@ -15,9 +15,13 @@ from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 
 from api.auth import CallerDep
+from api.bounds import check_history, check_text
 from api.deps import AppCollections
+from api.errors import redact
+from api.limits import ClosingStream, answer_closer
 from api.schemas import ErrorResponse, QueryRequest, SearchRequest, SearchResponse
 from rag.answer import AnswerStream
+from rag.settings import Settings
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorResponse, "description": "Invalid request"},
@@ -36,9 +40,12 @@ def sse(event: str, data: dict[str, Any]) -> str:
     return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
 
 
-def _events(stream: AnswerStream) -> Iterator[str]:
+def _events(stream: AnswerStream, settings: Settings) -> Iterator[str]:
     for event in stream:
-        yield sse(event.type, event.data)
+        data = event.data
+        if event.type == "error":  # no internal address or directory reaches the client
+            data = data | {"message": redact(str(data.get("message", "")), settings)}
+        yield sse(event.type, data)
 
 
 @router.post(
@@ -58,9 +65,12 @@ def query(body: QueryRequest, collections: AppCollections, caller: CallerDep) ->
     `supported`, usage, timings) or `error`. When no passage is relevant enough (RAG_MIN_RELEVANCE)
     the answer is a refusal (`refused: true`, the closest passages in `sources`), and no model is asked."""
     rag = collections.checked(caller, body.collection, "read")
+    check_text(rag.settings, "question", body.question)
+    check_history(rag.settings, (t.content for t in body.history))
     stream = rag.start(body.question, body.k, **body.answer_options())
-    return StreamingResponse(
-        _events(stream),
+    return ClosingStream(
+        _events(stream, rag.settings),
+        close=answer_closer(stream),  # a client gone: the model stops
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
@@ -70,5 +80,6 @@ def query(body: QueryRequest, collections: AppCollections, caller: CallerDep) ->
 def search(body: SearchRequest, collections: AppCollections, caller: CallerDep) -> dict[str, Any]:
     """The best-matching chunks for `query`, without asking a model."""
     rag = collections.checked(caller, body.collection, "read")
+    check_text(rag.settings, "query", body.query)
     hits = rag.search(body.query, body.k, **body.options())
     return {"hits": [h.to_dict() for h in hits]}

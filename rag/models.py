@@ -184,6 +184,27 @@ class OpenAIEmbedder:
         return [list(d.embedding) for d in data]
 
 
+class DeltaStream(Iterator[ChatDelta]):
+    """The deltas of an open chat stream. ``close`` closes its HTTP response, so the server sees
+    the client go and stops generating, whether iteration began or not (a generator never started
+    runs no cleanup when closed), and no socket is left half-closed (CLOSE-WAIT)."""
+
+    def __init__(self, deltas: Iterator[ChatDelta], raw: Any) -> None:
+        self._deltas = deltas
+        self._raw = raw
+
+    def __next__(self) -> ChatDelta:
+        return next(self._deltas)
+
+    def close(self) -> None:
+        try:
+            close = getattr(self._deltas, "close", None)
+            if close is not None:
+                close()
+        finally:
+            self._raw.close()
+
+
 class OpenAIChat:
     """Streaming ``POST /v1/chat/completions``."""
 
@@ -223,7 +244,7 @@ class OpenAIChat:
                 )
         except openai.OpenAIError as exc:
             raise translate_error(exc, what="chat", base_url=self.base_url, model=self.model) from exc
-        return self._deltas(raw)
+        return DeltaStream(self._deltas(raw), raw)
 
     def _deltas(self, raw: Any) -> Iterator[ChatDelta]:
         chunks = 0

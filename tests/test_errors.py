@@ -245,7 +245,7 @@ def test_http_backend_down(index_dir: Path, client_factory: Any) -> None:
     client = client_factory(make_settings(index_dir, url))
     err = assert_error_body(client.post("/query", json={"question": "warranty?"}), 502, "model_server_error")
     assert err["type"] == "ModelUnreachableError"
-    assert url in err["message"]
+    assert url not in err["message"] and "(internal address)." in err["message"]  # issue 15: no internal URLs
     assert_error_body(client.post("/search", json={"query": "warranty"}), 502, "model_server_error")
 
 
@@ -274,7 +274,7 @@ def test_http_backend_refuses(
     err = assert_error_body(client.post("/query", json={"question": "warranty?"}), 502, code)
     assert err["type"] == type_
     assert needle in err["message"]
-    assert fake_server.base_url in err["message"]
+    assert fake_server.base_url not in err["message"]  # issue 15: no internal URLs reach clients
 
 
 @pytest.mark.parametrize("target", ["embeddings", "chat"])
@@ -310,7 +310,7 @@ def test_http_stream_dropped_mid_answer(index_dir: Path, fake_server: FakeOpenAI
     assert err["code"] == "model_server_error"
     assert err["status"] == 502
     assert err["type"] == "ModelServerError"
-    assert fake_server.base_url in str(err["message"])
+    assert fake_server.base_url not in str(err["message"])  # issue 15: no internal URLs reach clients
 
 
 def test_http_stream_dropped_message_says_mid_stream(
