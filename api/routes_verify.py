@@ -13,6 +13,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
 from api.auth import CallerDep
+from api.bounds import check_text
 from api.deps import AppCollections
 from api.routes_query import ERRORS
 from rag.errors import InvalidRequestError
@@ -35,5 +36,6 @@ def verify(body: VerifyRequest, collections: AppCollections, caller: CallerDep) 
     if body.k is not None and not 1 <= body.k <= 100:
         raise InvalidRequestError(f"'k' must be between 1 and 100, not {body.k}.")
     rag = collections.checked(caller, body.collection, "read")
+    check_text(rag.settings, "text", body.text, rag.settings.max_text_chars)  # issue 15: bounded inputs
     claims = rag.verify(body.text, body.k)
     return {"claims": [c.to_dict() for c in claims]}

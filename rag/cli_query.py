@@ -242,4 +242,11 @@ def serve(ctx: click.Context, host: str | None, port: int | None, insecure: bool
     if settings.embedded_parallel is None:  # a service answers many questions at once
         settings = settings.model_copy(update={"embedded_parallel": SERVE_PARALLEL})
     click.echo(f"Serving on http://{settings.host}:{settings.port} (docs at /docs)", err=True)
-    uvicorn.run(create_app(settings, warm=True), host=settings.host, port=settings.port, log_level="info")
+    # SIGTERM / Ctrl-C: requests in flight get 5 s to finish, then are cut, so the process ends promptly.
+    uvicorn.run(
+        create_app(settings, warm=True),
+        host=settings.host,
+        port=settings.port,
+        log_level="info",
+        timeout_graceful_shutdown=5,
+    )
