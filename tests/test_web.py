@@ -111,6 +111,16 @@ def test_ask_streams_cites_and_shows_the_pdf_page(driver: Any, embedded: ServerP
     assert by(d, "citation"), "no citation chip"
     shoot(d, "answer")
 
+    # A follow-up is sent with the conversation; the standalone query searched is shown.
+    answer = ask(d, "Is it waived if the item is damaged?", "quote")
+    finished(answer)
+    turn = d.find_elements("css selector", ".turn")[-1]
+    searched = turn.find_element("css selector", ".searched")
+    assert searched.is_displayed() and "restocking" in searched.text.lower(), searched.text
+    shoot(d, "follow-up")
+    d.find_element("id", "new-conversation").click()
+    assert not by(d, "answer")
+
     # Quote mode cites x200-user-guide.pdf page 3, deterministically (no model writes it).
     answer = ask(d, "How long is the warranty on the X200?", "quote")
     finished(answer)
