@@ -81,12 +81,12 @@ def client(index: Path) -> Iterator[TestClient]:
         yield c
 
 
-def post_raw(client: TestClient, path: str, body: Any) -> httpx.Response:
+def post_raw(client: TestClient, path: str, body: Any) -> Any:
     """``body`` as JSON with non-ASCII escaped (so lone surrogates travel as ``\\ud800``)."""
     return client.post(path, content=json.dumps(body).encode(), headers=JSON)
 
 
-def error_of(resp: httpx.Response, status: int) -> dict[str, Any]:
+def error_of(resp: Any, status: int) -> dict[str, Any]:
     assert resp.status_code == status, resp.text
     err: dict[str, Any] = resp.json()["error"]
     assert err["message"]
