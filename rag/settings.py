@@ -186,7 +186,9 @@ class Settings(BaseSettings):
         30.0, gt=0, description="Seconds a response write may wait for a client that stops reading; then it ends."
     )
     rate_per_minute: int = Field(
-        600, ge=0, description="Requests per minute per caller (API key, else address), in bursts up to as many; 0: off."
+        600,
+        ge=0,
+        description="Requests per minute per caller (API key, else address), in bursts up to as many; 0: off.",
     )
     cors_origins: str = Field("", description="Comma-separated origins allowed by CORS; empty: CORS off.")
     allowed_hosts: str = Field(
