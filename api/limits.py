@@ -306,17 +306,7 @@ def install_cors(app: FastAPI, settings: Settings) -> None:
 
 
 def answer_closer(stream: Any) -> Callable[[], None]:
-    """What closes an answer stream's open chat stream (``AnswerStream``: its model deltas), even
-    when the stream was never iterated (a generator that never started ignores ``close``)."""
-
-    def close() -> None:
-        own = getattr(stream, "close", None)
-        if callable(own):
-            own()
-            return
-        deltas = getattr(stream, "_deltas", None)
-        shut = getattr(deltas, "close", None)
-        if callable(shut):
-            shut()
-
+    """What closes an answer stream's open chat stream (``AnswerStream.close``), even when the
+    stream was never iterated (a generator that never started ignores ``close``)."""
+    close: Callable[[], None] = stream.close
     return close

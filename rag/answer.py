@@ -115,6 +115,13 @@ class AnswerStream:
         self.answer: Answer | None = None
         self.error: RagError | None = None
 
+    def close(self) -> None:
+        """Close the chat stream (its HTTP response to the model server), read or not: a client
+        that went away must not keep the model generating for nobody."""
+        close = getattr(self._deltas, "close", None)
+        if callable(close):
+            close()
+
     def __iter__(self) -> Iterator[Event]:
         plan = self.plan
         yield Event("sources", {"sources": plan.source_dicts(), "query": plan.query, "mode": plan.mode})
