@@ -70,7 +70,8 @@ _OPPOSITES = [
 _TRIVIAL = re.compile(
     r"^(?:hello|hi|sure|thanks|thank you|you're welcome|here is|here are|in summary|i hope this helps|"
     r"i (?:cannot|can't|could not|couldn't) find|i don't know|the (?:documents|sources) do not say|"
-    r"你好|谢谢|抱歉|对不起|以下是|文档中没有|资料中没有|我无法|我不知道)",
+    r"the (?:documents|sources) say:|according to the (?:documents|sources)[:,]|"  # lead-ins (quote mode's)
+    r"你好|谢谢|抱歉|对不起|以下是|文档中没有|资料中没有|我无法|我不知道|文档中的相关内容|根据文档)",
     re.I,
 )
 

@@ -166,3 +166,13 @@ def test_a_sentence_of_numbers_only_is_checked_without_error() -> None:
     # No content terms, but a number: checked (not trivial), and no division by zero.
     claims = check_claims("15%.", ["A restocking fee of 15% applies."])
     assert len(claims) == 1 and claims[0].checked
+
+
+def test_quote_lead_ins_are_not_checked() -> None:
+    # Quote mode opens with a lead-in in the question's language; it asserts nothing.
+    for lead in ("The documents say:", "文档中的相关内容："):
+        claims = check_claims(
+            lead + "\n\nQ7 的 HEPA 滤网建议每六个月更换一次。[1]", ["Q7 的 HEPA 滤网建议每六个月更换一次。"]
+        )
+        assert not claims[0].checked and claims[0].supported
+        assert claims[1].supported
