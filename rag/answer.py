@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from rag.citations import MARKER, MarkerFilter, attribute
 from rag.errors import RagError
 from rag.models import ChatDelta, Usage
+from rag.prompt import refusal
 from rag.store import Hit
 from rag.text import sentence_spans
 
@@ -112,6 +113,7 @@ class AnswerStream:
         self._t_retrieved = t_retrieved
         self._check = check
         self._omitted: list[str] = []
+        self._emptied = False  # strict mode left nothing: the answer became a refusal
         self.answer: Answer | None = None
         self.error: RagError | None = None
 
@@ -150,6 +152,10 @@ class AnswerStream:
             tail = markers.flush()
             if plan.strict:
                 tail = self._kept(held + tail)
+                if self._omitted and not ("".join(parts) + tail).strip():
+                    # Every sentence was unsupported: say so rather than answer with nothing.
+                    tail = refusal(self.question)
+                    self._emptied = True
             if tail:
                 parts.append(tail)
                 yield Event("token", {"text": tail})
@@ -158,7 +164,7 @@ class AnswerStream:
             yield Event("error", exc.to_dict() | {"status": exc.status})
             return
         end = time.perf_counter()
-        text = "".join(parts).strip()
+        text = "".join(parts)
         yield Event("done", self._finish(text, usage, first, end))
 
     def _kept(self, text: str) -> str:
@@ -175,6 +181,9 @@ class AnswerStream:
 
     def _finish(self, text: str, usage: Usage, first: float | None, end: float) -> dict[str, Any]:
         plan = self.plan
+        if self._emptied:
+            plan.mode = "refused"
+            plan.notes.append("Strict mode: no sentence of the answer was supported by the passages.")
         claims = [] if plan.refused or self._check is None else self._check(text)
         if plan.refused:
             citations: list[dict[str, Any]] = []

@@ -76,7 +76,7 @@ def test_strict_leaves_unsupported_sentences_out(index: Path) -> None:
     streamed = "".join(e.data["text"] for e in events if e.type == "token")
     done = events[-1].data
     assert "Mars" not in streamed and "15%" in streamed
-    assert done["answer"] == streamed.strip()
+    assert done["answer"] == streamed
     assert done["omitted"] and "Mars" in done["omitted"][0]
     assert all(c["supported"] for c in done["claims"])
 
@@ -125,3 +125,13 @@ def test_follow_up_is_searched_standalone(index: Path) -> None:
     sources = events[0].data
     assert "restocking" in sources["query"].lower()
     assert sources["sources"][0]["source"] == "returns-policy.md"
+
+
+def test_strict_with_nothing_supported_says_so(index: Path) -> None:
+    chat = ScriptedChat("Shipping is free to Mars [1]. The moon is made of cheese [1].")
+    with rag_on(index, chat, min_relevance=0.0) as r:
+        events = list(r.stream(RESTOCKING, answer="generate", strict=True))
+    streamed = "".join(e.data["text"] for e in events if e.type == "token")
+    done = events[-1].data
+    assert "Mars" not in streamed and "cannot find" in streamed.lower()
+    assert done["answer"] == streamed and done["refused"] is True and len(done["omitted"]) == 2
