@@ -72,8 +72,9 @@ KEY = "load-bench-key-0123456789abcdef"
 ANSWER = ("The answer", " is in", " the sources", " [1]", ".")
 DELIBERATE = (429, 503)
 OVERHEAD_TARGET_MS = 50.0
+EMBEDDED_TIMEOUT = 600.0  # client read timeout: 32 answers queue for 8 engine slots on 2 cores
 EMBEDDED_MAX_TOKENS = 128  # answers of the embedded run are capped, so 32 of them on 2 cores stay in minutes
-SENTENCES_PER_FILE = 260  # ~50 chunks of 128 tokens per file
+SENTENCES_PER_FILE = 260  # ~64 chunks of 128 tokens per file
 EMBEDDED_QUESTIONS = [
     f"{form} {topic}"
     for topic in (
@@ -271,7 +272,7 @@ def build_index(work: Path, chunks: int, backend: Backend, say: Any) -> dict[str
     started = time.perf_counter()
     files, have = 0, 0
     for _ in range(4):  # add files until the index holds enough chunks (bounded)
-        per_file = have / files if files else 50.0
+        per_file = have / files if files else 64.0
         more = math.ceil((chunks - have) / per_file * 1.02) + 1
         for i in range(files, files + more):
             rng = random.Random(f"load:{i}")
@@ -365,6 +366,7 @@ class Tally:
     ends: Counter[str] = field(default_factory=Counter)
     samples: list[str] = field(default_factory=list)
     requests: int = 0
+    refused: int = 0
     wall: float = 0.0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -374,6 +376,7 @@ class Tally:
             status = r.get("status")
             if "end" in r:
                 self.ends[str(r["end"])] += 1
+            self.refused += int(bool(r.get("refused")))
             if status in DELIBERATE:
                 self.deliberate[str(status)] += 1
             elif status != 200:
@@ -400,6 +403,7 @@ class Tally:
             out["ttft_ms"] = {"p50": ms(pct(self.ttfts, 50)), "p99": ms(pct(self.ttfts, 99))}
         if self.ends:
             out["ends"] = dict(self.ends)
+            out["refused"] = self.refused  # answers that were refusals (no model call)
         if self.wall:
             out["wall_s"] = round(self.wall, 1)
             out["per_second"] = round(len(self.latencies) / self.wall, 1)
@@ -438,8 +442,11 @@ def query_once(
                             on_token()
                 elif line.startswith("data: ") and event == "error":
                     result["detail"] = line[6:300]
+                elif line.startswith("data: ") and event == "done":
+                    result["refused"] = bool(json.loads(line[6:]).get("refused"))
     except httpx.HTTPError as exc:
-        return {"status": None, "exc": type(exc).__name__, "detail": str(exc), "events": events}
+        detail = f"{exc!r} (cause {exc.__cause__!r}) after {time.perf_counter() - t0:.1f} s"
+        return {"status": None, "exc": type(exc).__name__, "detail": detail, "events": events}
     end = events[-1] if events and events[-1] in ("done", "error") else None
     return result | {"latency": time.perf_counter() - t0, "ttft": ttft, "events": events, "end": end}
 
@@ -448,22 +455,27 @@ def question(rng: random.Random) -> str:
     return corpus.sentence(rng).rstrip(".?!") + "?"
 
 
-def burst(url: str, key: str | None, questions: list[str], tally: Tally, client: httpx.Client) -> None:
-    threads = [threading.Thread(target=lambda q=q: tally.add(query_once(client, url, q, key))) for q in questions]
+def burst(
+    url: str, key: str | None, questions: list[str], tally: Tally, client: httpx.Client, timeout: float = 120
+) -> None:
+    threads = [
+        threading.Thread(target=lambda q=q: tally.add(query_once(client, url, q, key, timeout=timeout)))
+        for q in questions
+    ]
     t0 = time.perf_counter()
     for t in threads:
         t.start()
     for t in threads:
-        t.join(timeout=300)
+        t.join(timeout=timeout * 3)  # a stream's reads time out first
     tally.wall += time.perf_counter() - t0
 
 
-def scenario_query(url: str, key: str | None, streams: int, rounds: int, qs: list[str]) -> Tally:
+def scenario_query(url: str, key: str | None, streams: int, rounds: int, qs: list[str], timeout: float = 120) -> Tally:
     tally = Tally()
     limits = httpx.Limits(max_connections=streams + 8, max_keepalive_connections=streams + 8)
     with httpx.Client(limits=limits) as client:
         for r in range(rounds):
-            burst(url, key, [qs[(r * streams + i) % len(qs)] for i in range(streams)], tally, client)
+            burst(url, key, [qs[(r * streams + i) % len(qs)] for i in range(streams)], tally, client, timeout)
     return tally
 
 
@@ -479,7 +491,8 @@ async def _search_load(url: str, key: str | None, clients: int, seconds: float, 
                 try:
                     resp = await ac.post(url + "/search", json={"query": question(rng), "k": 5})
                 except httpx.HTTPError as exc:
-                    tally.add({"status": None, "exc": type(exc).__name__, "detail": str(exc)})
+                    detail = f"{exc!r} (cause {exc.__cause__!r}) after {time.perf_counter() - t0:.1f} s"
+                    tally.add({"status": None, "exc": type(exc).__name__, "detail": detail})
                     continue
                 r: dict[str, Any] = {"status": resp.status_code, "latency": time.perf_counter() - t0}
                 if resp.status_code == 200 and not resp.json().get("hits"):
@@ -615,6 +628,8 @@ def print_row(say: Any, name: str, s: dict[str, Any]) -> None:
         line += f"  ttft p50 {s['ttft_ms']['p50']} ms p99 {s['ttft_ms']['p99']} ms"
     if "per_second" in s:
         line += f"  {s['per_second']}/s"
+    if s.get("refused"):
+        line += f"  refused {s['refused']}"
     line += f"  deliberate {s['deliberate'] or 0}  errors {s['errors'] or 0}"
     say(line)
     for sample in s.get("error_samples", []):
@@ -641,7 +656,7 @@ def run_embedded(work: Path, form: Form, say: Any) -> dict[str, Any]:
             query_once(client, service.url, "What is the return window?", KEY, timeout=600)
         qs = EMBEDDED_QUESTIONS[:]
         random.Random(0).shuffle(qs)
-        tally = scenario_query(service.url, KEY, form.streams, form.embedded_rounds, qs)
+        tally = scenario_query(service.url, KEY, form.streams, form.embedded_rounds, qs, EMBEDDED_TIMEOUT)
     finally:
         service.stop()
     return tally.summary(
