@@ -103,7 +103,8 @@ def test_chinese_question_finds_chinese_document(embedded_rag_session: Rag) -> N
 
 @pytest.mark.slow  # starts the real embedded chat model and generates: 7-55 s measured on 2 cores
 def test_library_stream_events(embedded_rag_session: Rag) -> None:
-    check_stream_events(list(embedded_rag_session.stream("What is the restocking fee for opened items?")))
+    question = "What is the restocking fee for opened items?"
+    check_stream_events(list(embedded_rag_session.stream(question, answer="generate")))
 
 
 def test_library_stream_events_with_fakes(settings: Settings) -> None:
