@@ -249,4 +249,7 @@ def serve(ctx: click.Context, host: str | None, port: int | None, insecure: bool
         port=settings.port,
         log_level="info",
         timeout_graceful_shutdown=5,
+        # Longer than clients' own idle limit (httpx: 5 s, uvicorn's default too): with equal limits the
+        # server could close an idle connection just as a client reused it (a ReadError under load).
+        timeout_keep_alive=20,
     )
