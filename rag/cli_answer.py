@@ -81,7 +81,10 @@ def show(answer: Answer) -> None:
         for i, h in enumerate(answer.sources, start=1):
             click.echo(f"  [{i}] {label_of(h.to_dict())}  (relevance {h.relevance:.2f})")
     t = answer.timings
-    click.secho(f"first token {t['first_token_ms']:.0f} ms, {t['tokens_per_s']:.1f} tokens/s", dim=True, err=True)
+    if answer.mode == "generate":
+        click.secho(f"first token {t['first_token_ms']:.0f} ms, {t['tokens_per_s']:.1f} tokens/s", dim=True, err=True)
+    else:
+        click.secho(f"quoted in {t['total_ms']:.0f} ms (no model call)", dim=True, err=True)
 
 
 @click.command()
