@@ -54,7 +54,7 @@ class Answerer:
     def mode_for(self, question: str, asked: AnswerMode) -> Literal["generate", "quote"]:
         """``auto``: quote on the embedded chat model, generate on a configured backend. Measured
         on data/eval/demo.jsonl (docs/benchmarks.md, "Answers"): the embedded 135M model answered
-        36% of the questions right with 81% of its sentences unsupported, quoting 86% with 13%;
+        50% of the questions right with 64% of its sentences unsupported, quoting 86% with 0%;
         and it cannot write Chinese at all. A configured backend is a model the user chose."""
         if asked != "auto":
             return asked

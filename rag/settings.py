@@ -118,7 +118,7 @@ class Settings(BaseSettings):
         "auto",
         description="How answers are made: generate (the chat model writes them), quote (the passage sentences "
         "that best answer the question, verbatim with their markers; no model call), or auto (quote on the "
-        "embedded chat model, which answered 36% of the demo set right against 86% quoted; generate on a "
+        "embedded chat model, which answered 50% of the demo set right against 86% quoted; generate on a "
         "configured backend).",
     )
     chat_context: int | None = Field(
