@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, Literal
 
 from rag.answer import Answer, AnswerStream, Event, Plan
+from rag.backend_context import reported_context
 from rag.claims import check_claims
 from rag.errors import InvalidRequestError, RagError
 from rag.fit import chat_context, fit_messages
@@ -50,6 +51,7 @@ class Answerer:
         self.searcher = searcher
         self._chat = chat
         self._embedder = embedder
+        self._context: int | None = None  # the chat server's reported context; 0: it says nothing
 
     def mode_for(self, question: str, asked: AnswerMode) -> Literal["generate", "quote"]:
         """``auto``: quote on the embedded chat model, generate on a configured backend. Measured
@@ -121,6 +123,17 @@ class Answerer:
             return None
         return self._chat()
 
+    def _reported_context(self) -> int | None:
+        """What a configured chat server says its context is (asked once, then remembered); not
+        asked when RAG_CHAT_CONTEXT is set, for the embedded engine (we start it) or for Ollama
+        (its /v1 does not say)."""
+        s = self.settings
+        if s.chat_context is not None or s.base_url is None or s.backend_kind == "ollama":
+            return None
+        if self._context is None:
+            self._context = reported_context(s.base_url, s.chat_model_name, s.api_key) or 0
+        return self._context or None
+
     def _checker(self, passages: list[str]) -> Callable[[str], Any]:
         embedder = self._embedder()
         return lambda text: check_claims(text, passages, embedder=embedder)
@@ -136,6 +149,7 @@ class Answerer:
         chat_params = {"temperature": s.temperature, "max_tokens": s.max_tokens, "seed": s.seed} | (params or {})
         context = chat_context(
             s.chat_context,
+            reported=self._reported_context(),
             embedded_ctx=s.embedded_ctx if s.base_url is None else None,
             ollama=s.backend_kind == "ollama",
         )

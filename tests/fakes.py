@@ -155,6 +155,8 @@ class FakeOpenAIServer:
         self.stall_seconds = min(float(stall_seconds), STALL_MAX)
         self.requests: list[tuple[str, str | None]] = []
         self.bodies: list[dict[str, Any]] = []  # chat request bodies, as received
+        self.max_model_len: int | None = None  # said on /v1/models, as vLLM does
+        self.props_ctx: int | None = None  # said on /props, as llama.cpp's server does
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._server: uvicorn.Server | None = None
@@ -234,7 +236,16 @@ class FakeOpenAIServer:
 
         @app.get("/v1/models")
         async def models() -> dict[str, Any]:
-            return {"object": "list", "data": [{"id": "fake", "object": "model", "created": 0, "owned_by": "fake"}]}
+            entry: dict[str, Any] = {"id": "fake", "object": "model", "created": 0, "owned_by": "fake"}
+            if fake.max_model_len is not None:
+                entry["max_model_len"] = fake.max_model_len
+            return {"object": "list", "data": [entry]}
+
+        @app.get("/props")
+        async def props() -> Response:
+            if fake.props_ctx is None:
+                return _error(404, "Not found.", "not_found", None)
+            return JSONResponse({"default_generation_settings": {"n_ctx": fake.props_ctx}})
 
         @app.post("/v1/embeddings")
         async def embeddings(request: Request) -> Response:
