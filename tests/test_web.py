@@ -10,6 +10,7 @@ import shutil
 import statistics
 import sys
 import time
+import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 from conftest import BIN, DATA, ServerProcess, clean_env, free_port, run_cli
-from web_support import ARTIFACTS, browser, errors, missing, shoot, wait
+from web_support import ARTIFACTS, DESKTOP, PHONE, browser, errors, missing, shoot, viewport, wait
 
 REPO = Path(__file__).resolve().parent.parent
 WEB = REPO / "api" / "web"
@@ -231,6 +232,183 @@ def test_api_key_prompt(driver: Any, backend: ServerProcess, tmp_path: Path) -> 
         assert httpx.get(server.url + "/collections").status_code == 401
     finally:
         server.stop()
+
+
+# -- usable: the keyboard alone, phone width, drag and drop ------------------------------------------
+FOCUSED = (
+    "const e = document.activeElement;"
+    "return e ? e.tagName.toLowerCase() + (e.id ? '#' + e.id : '')"
+    " + (e.dataset.testid ? '[' + e.dataset.testid + ']' : '') : '';"
+)
+
+
+def press(d: Any, *keys: str) -> None:
+    """Keys sent to whatever has the focus (as a person at the keyboard)."""
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    ActionChains(d).send_keys(*keys).perform()
+
+
+def tab_to(d: Any, wanted: str, back: bool = False, limit: int = 30) -> int:
+    """Press Tab (Shift+Tab when ``back``) until the focused element's description (FOCUSED:
+    ``tag#id[testid]``) contains ``wanted``; returns the number of presses."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.keys import Keys
+
+    seen = []
+    for n in range(1, limit + 1):
+        if back:
+            ActionChains(d).key_down(Keys.SHIFT).send_keys(Keys.TAB).key_up(Keys.SHIFT).perform()
+        else:
+            press(d, Keys.TAB)
+        focused = d.execute_script(FOCUSED)
+        if wanted in focused:
+            return n
+        seen.append(focused)
+    raise AssertionError(f"{wanted} not reached with {'Shift+' if back else ''}Tab; focus went {seen}")
+
+
+def page_shown(d: Any) -> None:
+    wait(lambda: d.execute_script("return document.getElementById('page-image').naturalWidth") > 300, 60, "the page")
+
+
+def test_keyboard_only(driver: Any, embedded: ServerProcess) -> None:
+    """Ask, pick the answer mode, read the answer and open a citation with the keyboard alone."""
+    from selenium.webdriver.common.keys import Keys
+
+    d = driver
+    open_page(d, embedded.url)
+    unlabelled = d.execute_script(
+        """
+        const name = (e) => [...(e.labels || [])].map((l) => l.textContent).join(" ").trim()
+          || (e.getAttribute("aria-label") || "").trim()
+          || (e.getAttribute("aria-labelledby") || "").split(/\\s+/).filter(Boolean)
+               .map((id) => (document.getElementById(id) || {}).textContent || "").join(" ").trim();
+        const bad = [];
+        for (const e of document.querySelectorAll("input, select, textarea")) {
+          if (e.type !== "hidden" && !name(e)) bad.push(e.outerHTML);
+        }
+        for (const e of document.querySelectorAll("button, summary, a[href]")) {
+          if (!(e.textContent.trim() || e.getAttribute("aria-label"))) bad.push(e.outerHTML);
+        }
+        return bad;
+        """
+    )
+    assert not unlabelled, f"form controls without an accessible label: {unlabelled}"
+
+    assert d.execute_script("return document.activeElement === document.body")
+    presses = tab_to(d, "#question[question]")
+    assert presses <= 8, presses
+    # The answer mode, in the options' <details>: Tab past Ask to its summary, Enter opens it.
+    tab_to(d, "summary", limit=3)
+    press(d, Keys.ENTER)
+    assert d.execute_script("return document.getElementById('options').open")
+    tab_to(d, "#answer-mode", limit=2)
+    press(d, "quote")  # type-ahead picks "quote (sentences of the passages)"
+    assert d.execute_script("return document.getElementById('answer-mode').value") == "quote"
+    tab_to(d, "#question", back=True, limit=5)
+    press(d, "How long is the warranty on the X200?", Keys.ENTER)
+    answer = wait(lambda: by(d, "answer"), 30, "the answer")[-1]
+    finished(answer)
+    assert "3 years" in answer.text, answer.text
+    assert d.execute_script(FOCUSED) == "textarea#question[question]", "the focus left the question box"
+
+    # Back into the answer (it comes before the question box) to its last citation chip.
+    tab_to(d, "[citation]", back=True, limit=10)
+    chip = d.switch_to.active_element
+    press(d, Keys.ENTER)
+    passage = one(d, "passage")
+    wait(lambda: passage.is_displayed() and "x200-user-guide.pdf" in passage.text, 30, "the passage")
+    assert d.execute_script(FOCUSED) == "h2#passage-title", "the focus did not move to the passage"
+    assert "3 years" in passage.find_element("css selector", "mark").text
+    page_shown(d)
+    shoot(d, "keyboard", "[data-testid=passage]")
+    press(d, Keys.ESCAPE)
+    wait(lambda: not passage.is_displayed(), 10, "Escape to close the passage")
+    assert d.switch_to.active_element == chip, "the focus did not return to the chip"
+    assert not errors(d)
+
+
+def test_phone_width(driver: Any, embedded: ServerProcess) -> None:
+    """At 375x812: no horizontal scroll (empty, answered, passage open, library); ask works."""
+    d = driver
+
+    def fits(what: str) -> None:
+        width, inner = d.execute_script("return [document.documentElement.scrollWidth, window.innerWidth]")
+        assert inner == PHONE[0], inner
+        assert width <= inner, f"{what}: the page scrolls sideways ({width} px wide in {inner} px)"
+
+    def usable(testid: str) -> None:
+        e = one(d, testid)
+        assert e.is_displayed() and e.is_enabled(), testid
+        d.execute_script("arguments[0].scrollIntoView({block: 'center'})", e)
+        r = d.execute_script("const r = arguments[0].getBoundingClientRect(); return [r.left, r.right, r.height]", e)
+        assert r[0] >= 0 and r[1] <= PHONE[0], f"{testid} is cut off: {r}"
+        assert r[2] >= 24, f"{testid} is too small to tap: {r}"
+
+    viewport(d, PHONE)
+    try:
+        open_page(d, embedded.url)
+        fits("the empty page")
+        usable("question")
+        usable("ask")
+        answer = ask(d, "How long is the warranty on the X200?", "quote")
+        finished(answer)
+        assert "3 years" in answer.text
+        fits("an answer")
+        chip = answer.find_element("css selector", "[data-testid=citation]")
+        d.execute_script("arguments[0].scrollIntoView({block: 'center'})", chip)
+        chip.click()
+        passage = one(d, "passage")
+        wait(lambda: passage.is_displayed() and "x200-user-guide.pdf" in passage.text, 30, "the passage")
+        page_shown(d)
+        fits("the passage with its page")
+        d.find_element("id", "tab-library").click()
+        files = one(d, "files")
+        wait(lambda: "x200-user-guide.pdf" in files.text, 30, "the file list")
+        fits("the library")
+        usable("files")
+    finally:
+        viewport(d, DESKTOP)
+
+
+def test_drag_and_drop_upload(driver: Any, embedded: ServerProcess) -> None:
+    """A file dropped on the library's drop zone is uploaded, ingested and listed."""
+    d = driver
+    name = "dropped-拖放.md"
+    text = "# Dropped\n\nThe quillmoss valve of the D7 pump is dropped in, not uploaded.\n"
+    open_page(d, embedded.url)
+    d.find_element("id", "tab-library").click()
+    files = one(d, "files")
+    wait(lambda: "x200-user-guide.pdf" in files.text, 30, "the file list")
+    try:
+        seen = d.execute_script(
+            """
+            const [name, text] = arguments;
+            const drop = document.getElementById("drop");
+            const data = new DataTransfer();
+            data.items.add(new File([text], name, { type: "text/markdown" }));
+            const fire = (type) =>
+              drop.dispatchEvent(new DragEvent(type, { bubbles: true, cancelable: true, dataTransfer: data }));
+            const seen = {};
+            fire("dragenter");
+            seen.over = fire("dragover") === false && drop.classList.contains("over");
+            seen.dropped = fire("drop") === false;  // handled: the browser does not open the file
+            seen.after = drop.classList.contains("over");
+            return seen;
+            """,
+            name,
+            text,
+        )
+        assert seen == {"over": True, "dropped": True, "after": False}, seen
+        job = one(d, "job")
+        wait(lambda: job.get_attribute("data-state") in ("done", "failed"), 240, "the ingest job")
+        assert job.get_attribute("data-state") == "done", job.text
+        assert name in job.text, job.text
+        wait(lambda: name in files.text, 30, "the dropped file in the list")
+        shoot(d, "dropped", "#drop")
+    finally:
+        httpx.delete(embedded.url + "/documents/" + urllib.parse.quote(name), timeout=60)
 
 
 def test_first_paint_and_size(driver: Any, embedded: ServerProcess) -> None:
