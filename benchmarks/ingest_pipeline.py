@@ -154,8 +154,13 @@ def ingest(
 def chroma(path: Path, create: str | None = None) -> Any:
     """A PersistentClient at ``path``, or (``create``) a new cosine collection of that name in it."""
     import chromadb
+    from chromadb.api.shared_system_client import SharedSystemClient
     from chromadb.config import Settings as ChromaSettings
 
+    # Chroma shares one client per path within a process; the ingest writes through a client of its
+    # own (rag/chroma_embedded.py), so a shared one loaded earlier would be stale: start afresh.
+    SharedSystemClient._identifier_to_system.pop(str(path), None)
+    SharedSystemClient._identifier_to_refcount.pop(str(path), None)
     client = chromadb.PersistentClient(path=str(path), settings=ChromaSettings(anonymized_telemetry=False))
     cosine = {"hnsw": {"space": "cosine"}}
     return client.create_collection(create, configuration=cosine, embedding_function=None) if create else client
