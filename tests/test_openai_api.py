@@ -38,23 +38,29 @@ def test_models_list_grounded_and_backend_models(client: openai.OpenAI) -> None:
 
 
 def test_grounded_chat_cites_ingested_files_and_matches_query(client: openai.OpenAI, service: str) -> None:
-    # generate: the embedded model writes it (auto would quote it, with no model call and no usage)
-    resp = client.chat.completions.create(
-        model="rag", messages=[{"role": "user", "content": WARRANTY}], extra_body={"answer": "generate"}
-    )
+    # auto on the embedded default: the answer quotes the passage, cited, with no model call
+    resp = client.chat.completions.create(model="rag", messages=[{"role": "user", "content": WARRANTY}])
     msg = resp.choices[0].message
-    assert msg.role == "assistant" and msg.content
+    assert msg.role == "assistant" and msg.content and "3 years" in msg.content
     citations = extra(msg, "citations")
     assert citations and all((DATA / c["source"]).is_file() for c in citations)
     assert ("x200-user-guide.pdf", 3) in {(c["source"], c["page"]) for c in citations}
-    assert resp.usage and resp.usage.total_tokens == resp.usage.prompt_tokens + resp.usage.completion_tokens > 0
-    # The same answer and sources as POST /query (same code, same defaults).
-    body = {"question": WARRANTY, "answer": "generate"}
-    with httpx.stream("POST", service + "/query", json=body, timeout=300) as r:
-        events = parse_sse(r.read().decode())
-    done = events[-1][1]
-    assert done["answer"] == msg.content
-    assert [(c["source"], c["page"]) for c in done["citations"]] == [(c["source"], c["page"]) for c in citations]
+    assert extra(resp, "refused") is False and all(c["supported"] for c in extra(resp, "claims"))
+    # generate: the embedded model writes it (exact usage); what the 135M model cites varies with its
+    # wording, so the check is that /v1 and POST /query give the same answer and the same sources.
+    generated = client.chat.completions.create(
+        model="rag", messages=[{"role": "user", "content": WARRANTY}], extra_body={"answer": "generate"}
+    )
+    used = generated.usage
+    assert used and used.total_tokens == used.prompt_tokens + used.completion_tokens and used.completion_tokens > 0
+    for mode, whole in (("auto", resp), ("generate", generated)):
+        body = {"question": WARRANTY, "answer": mode}
+        with httpx.stream("POST", service + "/query", json=body, timeout=300) as r:
+            events = parse_sse(r.read().decode())
+        done = events[-1][1]
+        cited = extra(whole.choices[0].message, "citations")
+        assert done["answer"] == whole.choices[0].message.content
+        assert [(c["source"], c["page"]) for c in done["citations"]] == [(c["source"], c["page"]) for c in cited]
 
 
 def test_streamed_grounded_answer_equals_the_whole_one(client: openai.OpenAI) -> None:
