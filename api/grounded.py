@@ -18,8 +18,8 @@ from api import openai_wire as wire
 from api.backends import check_supported
 from api.bounds import check_history, check_text
 from api.errors import redact
-from api.limits import ClosingStream, answer_closer
 from api.openai_wire import OpenAIError
+from api.streams import ClosingStream, answer_closer
 from rag.engine import Rag
 from rag.errors import RagError
 

@@ -10,8 +10,6 @@ client that stops reading loses its response and its slot), and security headers
 referrer, no framing).
 CORS is off unless ``RAG_CORS_ORIGINS`` lists origins (:func:`install`).
 
-:class:`ClosingStream` is a streaming response that closes what it streams when it ends for any
-reason (finished, client gone, write timeout), so the model stops generating for nobody.
 The lengths of questions, queries, histories and embeddings inputs: :mod:`api.bounds`.
 """
 
@@ -23,14 +21,12 @@ import logging
 import math
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
 from typing import Any
 
 import anyio
 from fastapi import FastAPI
 from starlette.datastructures import Headers
 from starlette.middleware.cors import CORSMiddleware
-from starlette.responses import StreamingResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.errors import error_response
@@ -256,34 +252,6 @@ def security_headers(headers: list[tuple[bytes, bytes]], docs: bool = False) -> 
     return out
 
 
-class ClosingStream(StreamingResponse):
-    """A streaming response over a blocking iterator that is closed, with ``close`` (e.g. the
-    upstream HTTP response), however the response ends: Starlette leaves an abandoned iterator open,
-    so the model would go on generating for nobody and its socket would stay in CLOSE-WAIT."""
-
-    def __init__(self, content: Iterable[Any], close: Callable[[], None] | None = None, **kwargs: Any) -> None:
-        self._content = content
-        self._close = close
-        super().__init__(content, **kwargs)
-
-    def _shut(self) -> None:
-        try:
-            shut = getattr(self._content, "close", None)
-            if shut is not None:
-                shut()
-        finally:
-            if self._close is not None:
-                self._close()
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        try:
-            await super().__call__(scope, receive, send)
-        finally:
-            # No thread is inside the iterator now: Starlette waits for the one it started.
-            with anyio.CancelScope(shield=True):
-                await anyio.to_thread.run_sync(self._shut)
-
-
 def install(app: FastAPI, settings: Settings) -> None:
     """The limits middleware; add it before the auth middleware (so it runs inside it, and a
     caller's ``request.state.key_id`` is known to the rate limit)."""
@@ -303,10 +271,3 @@ def install_cors(app: FastAPI, settings: Settings) -> None:
             expose_headers=["retry-after"],
             max_age=600,
         )
-
-
-def answer_closer(stream: Any) -> Callable[[], None]:
-    """What closes an answer stream's open chat stream (``AnswerStream.close``), even when the
-    stream was never iterated (a generator that never started ignores ``close``)."""
-    close: Callable[[], None] = stream.close
-    return close

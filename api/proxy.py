@@ -13,8 +13,8 @@ from typing import Any
 import httpx
 from fastapi.responses import JSONResponse
 
-from api.limits import ClosingStream
 from api.openai_wire import error, error_body
+from api.streams import ClosingStream
 from rag.engine import Rag
 
 log = logging.getLogger("rag.serve")

@@ -18,8 +18,8 @@ from api.auth import CallerDep
 from api.bounds import check_history, check_text
 from api.deps import AppCollections
 from api.errors import redact
-from api.limits import ClosingStream, answer_closer
 from api.schemas import ErrorResponse, QueryRequest, SearchRequest, SearchResponse
+from api.streams import ClosingStream, answer_closer
 from rag.answer import AnswerStream
 from rag.settings import Settings
 

@@ -54,6 +54,10 @@ class Config:
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as the openai SDK's httpx client expects
+    # Headers and body go out in two writes; with Nagle on, the body waits for the client's
+    # delayed ACK of the headers (~40 ms on Linux) on every kept-alive request. Real model
+    # servers (uvicorn, llama.cpp, Ollama) set TCP_NODELAY; so must a fake that stands for them.
+    disable_nagle_algorithm = True
     server: Server
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from typing import Any, Literal
 
 from rag.answer import Answer, AnswerStream, Event, Plan
@@ -92,6 +93,11 @@ class Answerer:
         else:
             rewrite = standalone(question, history, self._rewriter(), temperature=0, seed=s.seed)
         hits = self.searcher.search(rewrite.query, k, mode=mode, filters=filters, min_score=min_score)
+        if not hits and rewrite.method == "model":
+            # A model's rewrite can drift off the documents' words (a small model may answer
+            # instead of rewriting); the rules keep the question's own words.
+            rewrite = replace(standalone(question, history, None), error="the model's rewrite matched no passage")
+            hits = self.searcher.search(rewrite.query, k, mode=mode, filters=filters, min_score=min_score)
         if not hits:
             raise InvalidRequestError(
                 "No indexed passage matches the filters"

@@ -28,9 +28,10 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from rag.errors import RagError
+from rag.passage_spans import passage_spans
 from rag.prompt import refusal
 from rag.store import Hit
-from rag.text import CJK_CLASS, STOPWORDS, content_terms, is_chinese, language, sentence_spans
+from rag.text import CJK_CLASS, content_terms, is_chinese, language
 
 if TYPE_CHECKING:  # rag.models loads the openai SDK; quoting needs only the interface
     from rag.models import Embedder
@@ -41,7 +42,6 @@ NUMBER_BONUS = 0.15
 QUESTION_PENALTY = 0.4  # a sentence ending in "?" keeps this share of its score
 HEADING_WEIGHT = 0.5  # a question term in the passage's heading path counts half in each sentence under it
 TITLE_WEIGHT = 0.7  # a title line ("Version 2.4.0 - released 2025-10-02") is quoted only when it answers best
-MAX_SENTENCE_CHARS = 400  # longer "sentences" (tables, lists without full stops) are cut at lines
 
 _QUANTITY = re.compile(
     r"\bhow (?:long|many|much|often|old|far|soon|big|large|fast|quickly|high|heavy|bright)\b|\bwhen\b"
@@ -114,68 +114,6 @@ def flat(text: str) -> str:
     return _CJK_GAP.sub("", re.sub(r"\s+", " ", text).strip())
 
 
-def _heading_line(line: str, rest: str) -> bool:
-    """A first line that is a title over the sentence (Markdown "## ...", or a PDF's heading line:
-    short, no closing punctuation, the next line starting with a capital), not a wrapped line."""
-    line = line.strip()
-    if line.startswith("#"):
-        return True
-    words = line.split()
-    if not words or len(words) > 8 or line[-1] in ".,;:!?。，；：！？" or words[-1].lower() in STOPWORDS:
-        return False
-    return rest.lstrip()[:1].isupper() or rest.lstrip()[:1].isdigit()
-
-
-def _spans(text: str) -> list[tuple[int, int, bool]]:
-    """``(start, end, title)`` of the sentences of a passage: ``sentence_spans``, with long ones cut
-    at lines and a title line over a sentence (a PDF's "Warranty and Service\nThe X200 is ...")
-    split off as a sentence of its own, marked ``title``."""
-    out: list[tuple[int, int, bool]] = []
-    for a, b in sentence_spans(text):
-        pieces = [(a, b)]
-        if b - a > MAX_SENTENCE_CHARS:
-            pieces, pos = [], a
-            for m in re.finditer(r"\n", text[a:b]):
-                pieces.append((pos, a + m.start()))
-                pos = a + m.end()
-            pieces.append((pos, b))
-            pieces = [w for piece in pieces for w in _windows(text, *piece)]
-        for s, e in pieces:
-            while (
-                _line_start(text, s) and (nl := text.find("\n", s, e)) != -1 and _heading_line(text[s:nl], text[nl:e])
-            ):
-                out.append((s, nl, True))
-                s = nl + 1
-            title = _line_start(text, s) and _heading_line(text[s:e], "A") and not text[s:e].startswith("|")
-            out.append((s, e, title))
-    return [(s, e, t) for s, e, t in (_trim(text, *span) for span in out) if e > s]
-
-
-def _windows(text: str, s: int, e: int) -> list[tuple[int, int]]:
-    """``[s, e)`` in pieces of at most ``MAX_SENTENCE_CHARS``, cut at spaces where there are some."""
-    out = []
-    while e - s > MAX_SENTENCE_CHARS:
-        cut = text.rfind(" ", s + MAX_SENTENCE_CHARS // 2, s + MAX_SENTENCE_CHARS)
-        cut = cut if cut > s else s + MAX_SENTENCE_CHARS
-        out.append((s, cut))
-        s = cut
-    out.append((s, e))
-    return out
-
-
-def _line_start(text: str, pos: int) -> bool:
-    """True when only spaces stand between ``pos`` and the start of its line."""
-    return not text[text.rfind("\n", 0, pos) + 1 : pos].strip()
-
-
-def _trim(text: str, s: int, e: int, title: bool) -> tuple[int, int, bool]:
-    while s < e and text[s].isspace():
-        s += 1
-    while e > s and text[e - 1].isspace():
-        e -= 1
-    return s, e, title
-
-
 def _terms(text: str) -> set[str]:
     """Content terms, and numbers whole ("2.4.0", "08:00"), which ``content_terms`` splits or drops."""
     return content_terms(text) | set(_NUMBERS.findall(text))
@@ -188,7 +126,7 @@ def _sentences(hits: list[Hit]) -> list[_Sentence]:
         # What the passage is about: its heading path and its file's name ("x200-user-guide.pdf").
         name = re.sub(r"\.\w+$", "", hit.source.replace("\\", "/").rsplit("/", 1)[-1])
         context = _terms(str(hit.metadata.get("heading") or "") + " " + re.sub(r"[-_.]", " ", name))
-        for s, e, title in _spans(hit.text):
+        for s, e, title in passage_spans(hit.text):
             text = flat(hit.text[s:e])
             terms = _terms(text)
             if text.startswith("#") or len(terms) < (3 if is_chinese(text) else 2):

@@ -127,6 +127,21 @@ def test_follow_up_is_searched_standalone(index: Path) -> None:
     assert sources["sources"][0]["source"] == "returns-policy.md"
 
 
+def test_a_model_rewrite_that_matches_nothing_falls_back_to_the_rules(index: Path) -> None:
+    """A chat model that rewrites the follow-up into words no passage has (a small model may
+    answer instead of rewriting): the question is searched with the rules' rewrite, not refused
+    as "no passage matches"."""
+    chat = ScriptedChat("Zeppelins?")  # shares a word with the conversation: passes the checks
+    history = [{"role": "user", "content": RESTOCKING}, {"role": "assistant", "content": "15% [1], zeppelins apart."}]
+    with rag_on(index, chat, min_relevance=0.0, rewrite="model") as r:
+        events = list(r.stream("Is it waived if the item is damaged?", history=history, answer="quote", mode="keyword"))
+    assert len(chat.calls) == 1  # the rewrite was asked for
+    sources = events[0].data
+    assert "zeppelins" not in sources["query"] and "restocking" in sources["query"].lower()
+    assert sources["sources"][0]["source"] == "returns-policy.md"
+    assert events[-1].type == "done"
+
+
 def test_strict_with_nothing_supported_says_so(index: Path) -> None:
     chat = ScriptedChat("Shipping is free to Mars [1]. The moon is made of cheese [1].")
     with rag_on(index, chat, min_relevance=0.0) as r:

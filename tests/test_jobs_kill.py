@@ -6,7 +6,9 @@ the same files, statuses and chunk ids in the manifest and in Chroma."""
 from __future__ import annotations
 
 import signal
+import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -119,3 +121,67 @@ def test_kill_9_during_an_upload_ingest_then_the_next_job_recovers(
     assert recovered["manifest_ids"] == recovered["store_ids"] == expected["manifest_ids"] == expected["store_ids"]
     assert recovered["sources"] == expected["sources"]
     assert len(expected["files"]) == FILES + 1 and all(f[1] == "ok" for f in expected["files"])
+
+
+@pytest.fixture
+def tiny_disk(tmp_path: Path) -> Iterator[Path]:
+    """A real 256 KiB filesystem (tmpfs) for the uploads; skipped where mounting is not allowed."""
+    mount = tmp_path / "tiny"
+    mount.mkdir()
+    made = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)], capture_output=True, text=True
+    )
+    if made.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here (needs root): {made.stderr.strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+
+
+def test_a_full_disk_during_an_upload_is_a_clear_error_and_nothing_half_indexed(
+    tmp_path: Path, tiny_disk: Path, instant_embeddings: ServerProcess
+) -> None:
+    """Issue 15 item 5: the uploads' disk really fills (ENOSPC from the kernel, no fake): a JSON
+    507 that says so, no partial file left, the index and file list as before; the next upload
+    that fits works."""
+    port = free_port()
+    env = clean_env(
+        RAG_INDEX_DIR=str(tmp_path / "index"),
+        RAG_UPLOAD_DIR=str(tiny_disk),
+        RAG_BASE_URL=instant_embeddings.url + "/v1",
+        RAG_EMBED_MODEL="instant",
+        RAG_CHAT_MODEL="none",
+    )
+    service = ServerProcess(
+        [str(BIN / "rag"), "serve", "--port", str(port)], port, "/health", env=env, log=tmp_path / "s.log"
+    )
+    try:
+        first = upload(service.url, ["small.md"])
+        wait_done(service.url, first["id"])
+        before = httpx.get(service.url + "/documents", timeout=30).json()["files"]
+        chunks = httpx.get(service.url + "/health", timeout=30).json().get("chunks")
+        big = ("The P7 pump is serviced yearly. " * 12_000).encode()  # ~380 KB: more than the disk holds
+        r = httpx.post(service.url + "/documents", files=[("files", ("big.md", big))], timeout=60)
+        assert r.status_code == 507, r.text
+        error = r.json()["error"]
+        assert error["code"] == "insufficient_storage" and "disk is full" in error["message"]
+        assert str(tiny_disk) not in error["message"]  # no server paths in errors
+        assert sorted(p.name for p in tiny_disk.rglob("*") if p.is_file()) == ["small.md"]  # no partial file
+        assert httpx.get(service.url + "/documents", timeout=30).json()["files"] == before
+        assert httpx.get(service.url + "/health", timeout=30).json().get("chunks") == chunks
+        again = upload(service.url, ["after.md"])  # the collection's writer lock was released
+        assert wait_done(service.url, again["id"])["failures"] == []
+        names = sorted(d["source"] for d in httpx.get(service.url + "/documents", timeout=30).json()["files"])
+        assert names == ["manuals/after.md", "manuals/small.md"], names
+    finally:
+        service.stop()
+
+
+def wait_done(url: str, job_id: str) -> dict[str, Any]:
+    deadline = time.monotonic() + 120
+    while (state := job_state(url, job_id))["state"] in ("queued", "running"):
+        assert time.monotonic() < deadline, state
+        time.sleep(0.1)
+    assert state["state"] == "done", state
+    return state

@@ -234,6 +234,107 @@ def test_api_key_prompt(driver: Any, backend: ServerProcess, tmp_path: Path) -> 
         server.stop()
 
 
+def sources_shown(d: Any) -> list[str]:
+    """The sources panel's entries (``[n] path, page p``), once the last answer has finished."""
+    return [b.text for b in d.find_elements("css selector", "#sources li > button")]
+
+
+def set_option(d: Any, element_id: str, value: str) -> None:
+    """Type into one of the options' fields (opening the options first, as a person would)."""
+    details = d.find_element("id", "options")
+    if not details.get_attribute("open"):
+        details.find_element("css selector", "summary").click()
+    field = d.find_element("id", element_id)
+    field.clear()
+    if value:
+        field.send_keys(value)
+
+
+def fresh(d: Any) -> None:
+    """A new conversation: no history, so the (fake) chat model rewrites nothing."""
+    d.find_element("id", "new-conversation").click()
+
+
+def test_collections_picker_and_filters(driver: Any, backend: ServerProcess, tmp_path: Path) -> None:
+    """Issue 16 item 2: the picker lists only the collections the key can read; switching it
+    makes questions and the library use that collection; the path, type and page filters
+    narrow the passages the answer draws on."""
+    from selenium.webdriver.support.ui import Select
+
+    keys = tmp_path / "keys.json"
+    common = {"RAG_BASE_URL": backend.url + "/v1", "RAG_EMBED_MODEL": "fake-embed", "RAG_MIN_RELEVANCE": "0"}
+    env = clean_env(RAG_INDEX_DIR=str(tmp_path / "index"), **common)
+    for name, text in (("manuals", "The Q9 zebrafrost cartridge lasts 90 days."), ("secret", "Zebrafrost secret.")):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / f"{name}-notes.md").write_text(f"# {name}\n\n{text}\n", encoding="utf-8")
+        done = run_cli("--collection", name, "ingest", str(folder), env=env)
+        assert done.returncode == 0, done.stderr
+    made = run_cli(
+        "keys", "create", "--name", "web", "--collection", "rag", "--collection", "manuals", "--file", str(keys), env=env
+    )
+    assert made.returncode == 0, made.stderr
+    key = made.stdout.strip().split()[-1]
+    server = serve(tmp_path, RAG_API_KEYS_FILE=str(keys), **common)
+    try:
+        d = driver
+        d.get(server.url + "/")
+        d.execute_script("sessionStorage.clear()")
+        d.get(server.url + "/")
+        from selenium.webdriver.common.keys import Keys
+
+        one(d, "api-key").send_keys(key, Keys.ENTER)
+        wait(lambda: d.execute_script("return document.getElementById('collection').options.length") >= 2, 30, "both")
+        picker = Select(d.find_element("id", "collection"))
+        names = sorted(o.get_attribute("value") for o in picker.options)
+        assert names == ["manuals", "rag"], names  # not "secret": the key cannot read it
+
+        picker.select_by_value("manuals")
+        set_option(d, "k", "")  # opens the options
+        Select(d.find_element("id", "search-mode")).select_by_value("keyword")
+        finished(ask(d, "How long does the zebrafrost cartridge last?", "quote"))
+        shown = sources_shown(d)
+        assert shown and all("manuals-notes.md" in s for s in shown), shown
+        assert "90 days" in by(d, "answer")[-1].text
+        d.find_element("id", "tab-library").click()
+        files = one(d, "files")
+        wait(lambda: "manuals-notes.md" in files.text, 30, "the other collection's files")
+        assert "x200-user-guide.pdf" not in files.text
+        shoot(d, "collection-switched")
+        d.find_element("id", "tab-ask").click()
+
+        picker.select_by_value("rag")
+        fresh(d)
+        finished(ask(d, "warranty returns support hours release notes", "quote"))
+        unfiltered = sources_shown(d)
+        assert any(".pdf" not in s for s in unfiltered), unfiltered  # the filters below change something
+
+        set_option(d, "types", "pdf")
+        fresh(d)
+        finished(ask(d, "warranty returns support hours release notes", "quote"))
+        shown = sources_shown(d)
+        assert shown and all("x200-user-guide.pdf" in s for s in shown), shown
+
+        set_option(d, "page-min", "2")
+        set_option(d, "page-max", "2")
+        fresh(d)
+        finished(ask(d, "warranty returns support hours release notes", "quote"))
+        shown = sources_shown(d)
+        assert shown and all(s.endswith("page 2") for s in shown), shown
+
+        for field in ("types", "page-min", "page-max"):
+            set_option(d, field, "")
+        set_option(d, "paths", "*.html")
+        fresh(d)
+        finished(ask(d, "warranty returns support hours release notes", "quote"))
+        shown = sources_shown(d)
+        assert shown and all("support-hours.html" in s for s in shown), shown
+        shoot(d, "filtered")
+        assert not errors(d)
+    finally:
+        server.stop()
+
+
 # -- usable: the keyboard alone, phone width, drag and drop ------------------------------------------
 FOCUSED = (
     "const e = document.activeElement;"
