@@ -271,7 +271,17 @@ def test_collections_picker_and_filters(driver: Any, backend: ServerProcess, tmp
         done = run_cli("--collection", name, "ingest", str(folder), env=env)
         assert done.returncode == 0, done.stderr
     made = run_cli(
-        "keys", "create", "--name", "web", "--collection", "rag", "--collection", "manuals", "--file", str(keys), env=env
+        "keys",
+        "create",
+        "--name",
+        "web",
+        "--collection",
+        "rag",
+        "--collection",
+        "manuals",
+        "--file",
+        str(keys),
+        env=env,
     )
     assert made.returncode == 0, made.stderr
     key = made.stdout.strip().split()[-1]
