@@ -268,8 +268,9 @@ def test_collections_picker_and_filters(driver: Any, backend: ServerProcess, tmp
         folder = tmp_path / name
         folder.mkdir()
         (folder / f"{name}-notes.md").write_text(f"# {name}\n\n{text}\n", encoding="utf-8")
+        (folder / "broken.pdf").write_bytes(b"%PDF-1.4 not really a PDF")  # a failure, with its reason
         done = run_cli("--collection", name, "ingest", str(folder), env=env)
-        assert done.returncode == 0, done.stderr
+        assert done.returncode == 3, done.stderr  # some files failed: broken.pdf
     made = run_cli(
         "keys",
         "create",
@@ -306,10 +307,22 @@ def test_collections_picker_and_filters(driver: Any, backend: ServerProcess, tmp
         shown = sources_shown(d)
         assert shown and all("manuals-notes.md" in s for s in shown), shown
         assert "90 days" in by(d, "answer")[-1].text
+        meters = d.find_elements("css selector", "#sources li meter")  # every passage with its relevance
+        assert len(meters) == len(shown) and all(0 <= float(m.get_attribute("value")) <= 1 for m in meters)
         d.find_element("id", "tab-library").click()
         files = one(d, "files")
         wait(lambda: "manuals-notes.md" in files.text, 30, "the other collection's files")
         assert "x200-user-guide.pdf" not in files.text
+        assert "broken.pdf" in files.text and "failed" in files.text
+        status = d.find_element("id", "status").text
+        assert "Last run" in status and "never" not in status, status
+        failures = d.find_element("id", "failures").text
+        assert "broken.pdf" in failures and len(failures.split("broken.pdf", 1)[1].strip(": ")) > 5, failures
+        counts = {
+            r.find_element("css selector", "th").text: r.text
+            for r in d.find_elements("css selector", "#collections tbody tr")
+        }
+        assert sorted(counts) == ["manuals", "rag"], counts  # only what the key can read
         shoot(d, "collection-switched")
         d.find_element("id", "tab-ask").click()
 
