@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from rag.answer import Answer, AnswerStream, Event
 from rag.answering import Answerer
+from rag.embed_cache import CachedEmbedder
 from rag.embedded import EmbeddedEngines, EngineChat, EngineEmbedder
 from rag.models import ChatModel, Embedder, OpenAIChat, OpenAIEmbedder
 from rag.retrieval import Filters, Mode
@@ -70,6 +71,7 @@ class Rag:
         self._indexer: Indexer | None = None
         self._searcher: Searcher | None = None
         self._answerer: Answerer | None = None
+        self._cached: CachedEmbedder | None = None
 
     # -- composition: backends and parts, each built on first use ----------------------------
     @property
@@ -84,6 +86,14 @@ class Rag:
         if self._embedder is None:
             self._embedder = make_embedder(self.settings, lambda: self.engines)
         return self._embedder
+
+    @property
+    def cached_embedder(self) -> CachedEmbedder:
+        """The embedder of searching, answering and verifying: it remembers vectors by text
+        (``rag.embed_cache``), so passage sentences are not embedded again for every answer."""
+        if self._cached is None:
+            self._cached = CachedEmbedder(self.embedder)
+        return self._cached
 
     @property
     def chat(self) -> ChatModel:
@@ -112,7 +122,7 @@ class Rag:
                 self.settings,
                 self.store,
                 lambda: self.keyword,
-                lambda: self.embedder,
+                lambda: self.cached_embedder,
                 lambda: self.manifest.files(status="ok"),
             )
         return self._searcher
@@ -120,7 +130,7 @@ class Rag:
     @property
     def answerer(self) -> Answerer:
         if self._answerer is None:
-            self._answerer = Answerer(self.settings, self.searcher, lambda: self.chat, lambda: self.embedder)
+            self._answerer = Answerer(self.settings, self.searcher, lambda: self.chat, lambda: self.cached_embedder)
         return self._answerer
 
     @property
@@ -201,7 +211,7 @@ class Rag:
         from rag.claims import verify
 
         k = check_k(k, self.settings.top_k)
-        return verify(text, lambda sentence: self.search(sentence, k, **options), embedder=self.embedder)
+        return verify(text, lambda sentence: self.search(sentence, k, **options), embedder=self.cached_embedder)
 
     # -- housekeeping ------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
