@@ -149,10 +149,6 @@ class Manifest:
         with self._lock:
             return [FileRow.from_row(r) for r in self.db.execute(sql + " ORDER BY path", args)]
 
-    def paths(self, prefix: str) -> list[str]:
-        """Paths of the files at or under ``prefix`` (tests use it)."""
-        return [r.path for r in self.files(prefix=prefix)]
-
     def chunk_ids(self, path: str) -> list[str]:
         with self._lock:
             return [r["id"] for r in self.db.execute("SELECT id FROM chunks WHERE path = ? ORDER BY id", (path,))]

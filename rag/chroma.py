@@ -223,12 +223,6 @@ class ChromaStore:
             col = self._get(conn)
             return set() if col is None else data.all_ids(col)
 
-    def get_metadata(self, where: dict[str, Any]) -> dict[str, dict[str, Any]]:
-        """Metadata by id of the chunks matching a Chroma ``where`` filter (tests use it)."""
-        with self._using() as conn:
-            col = self._get(conn)
-            return {} if col is None else data.metadata(col, where)
-
     def get_chunks(self, ids: Sequence[str]) -> list[StoredChunk]:
         """Stored texts and metadata by id (ids that are not stored are left out)."""
         with self._using() as conn:

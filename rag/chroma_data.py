@@ -61,11 +61,6 @@ def all_ids(col: Any, page: int = 5000) -> set[str]:
         offset += page
 
 
-def metadata(col: Any, where: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    got = col.get(where=where or None, include=["metadatas"])
-    return {i: dict(m or {}) for i, m in zip(got["ids"], got["metadatas"] or [], strict=False)}
-
-
 def chunks(col: Any, ids: Sequence[str], step: int) -> list[StoredChunk]:
     """Stored texts and metadata by id (ids that are not stored are left out)."""
     out: list[StoredChunk] = []

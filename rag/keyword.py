@@ -173,13 +173,6 @@ class KeywordIndex:
                 out[k] = Hit.of(cid, 0.0, text, json.loads(meta))
         return out
 
-    def ids(self) -> set[str]:
-        try:
-            with self.pool.connection() as db:
-                return {r[0] for r in db.execute("SELECT id FROM kw_chunks")}
-        except sqlite3.OperationalError:
-            return set()
-
     def close(self) -> None:
         self.pool.close()
 

@@ -160,6 +160,13 @@ class ServerProcess:
             self._out.close()
 
 
+def stored_metadata(r: Rag, where: dict[str, str] | None = None) -> dict[str, dict[str, object]]:
+    """Metadata by id of the chunks in the collection's vector store (``where``: fields that must
+    equal, e.g. ``{"source": "a.md"}``), read through the store's own calls."""
+    chunks = r.store.get_chunks(sorted(r.store.all_ids()))
+    return {c.id: c.metadata for c in chunks if all(c.metadata.get(k) == v for k, v in (where or {}).items())}
+
+
 def parse_sse(body: str) -> list[tuple[str, dict[str, object]]]:
     import json
 

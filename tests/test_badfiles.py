@@ -25,7 +25,7 @@ from fpdf import FPDF
 from pypdf import PdfWriter
 
 from rag import Rag, Settings
-from tests.conftest import BIN, DATA, REPO, ServerProcess, clean_env, invoke_cli
+from tests.conftest import BIN, DATA, REPO, ServerProcess, clean_env, invoke_cli, stored_metadata
 
 DEEP = "/".join(["d"] * 120) + "/deep.md"
 GOOD = ["returns-policy.md", "x200-user-guide.pdf", "z10-release-notes.txt"]
@@ -130,7 +130,7 @@ def instant(tmp_path: Path, server: ServerProcess) -> Settings:
 
 
 def documents(r: Rag, source: str) -> list[str]:
-    return [c.text for c in r.store.get_chunks(list(r.store.get_metadata({"source": source})))]
+    return [c.text for c in r.store.get_chunks(list(stored_metadata(r, {"source": source})))]
 
 
 def test_help_documents_the_exit_status() -> None:
@@ -160,7 +160,7 @@ def test_battery_each_file_reported_and_the_rest_ingested(tmp_path: Path, server
         failures = {f["source"]: f["error"] for f in r.status()["failures"]}
         assert set(failures) == set(FAILED)
         assert all(why in failures[name] for name, why in FAILED.items())
-        stored = {m["source"] for m in r.store.get_metadata({}).values()}
+        stored = {m["source"] for m in stored_metadata(r, {}).values()}
         assert stored == {*GOOD, "latin1.txt", DEEP}
 
 
@@ -188,7 +188,7 @@ def test_file_deleted_while_the_run_is_in_progress(tmp_path: Path, server: Serve
         assert by["zz-last.md"].error == "deleted while the run was in progress"
         assert by["zz-last.md"].status != "added" and not report.failed
         assert {s for s, f in by.items() if f.status == "added"} == set(by) - {"zz-last.md"}
-        stored = {m["source"] for m in r.store.get_metadata({}).values()}
+        stored = {m["source"] for m in stored_metadata(r, {}).values()}
         assert "zz-last.md" not in stored and len(stored) == 6
         assert r.manifest.get(str(victim)) is None
 

@@ -11,12 +11,12 @@ import pytest
 
 from rag import EmptyIndexError, IndexMismatchError, Rag, Settings
 from rag.answer import Event
-from tests.conftest import DATA, ServerProcess, free_port
+from tests.conftest import DATA, ServerProcess, free_port, stored_metadata
 from tests.fakes import FakeChat, FakeEmbedder
 
 
 def _all(r: Rag) -> dict[str, dict[str, object]]:
-    return r.store.get_metadata({})
+    return stored_metadata(r, {})
 
 
 def fake_rag(settings: Settings) -> Rag:

@@ -14,7 +14,15 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import BIN, ServerProcess, clean_env, free_port, instant_settings, start_instant_embeddings
+from conftest import (
+    BIN,
+    ServerProcess,
+    clean_env,
+    free_port,
+    instant_settings,
+    start_instant_embeddings,
+    stored_metadata,
+)
 
 from rag import Rag
 
@@ -63,7 +71,7 @@ def snapshot(rag: Rag) -> dict[str, Any]:
     return {
         "files": files,
         "manifest_ids": rag.manifest.all_chunk_ids(),
-        "store_ids": set(rag.store.get_metadata({})),
+        "store_ids": set(stored_metadata(rag, {})),
         "sources": set(rag.sources()),
     }
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from conftest import ServerProcess, instant_settings
+from conftest import ServerProcess, instant_settings, stored_metadata
 
 from rag import Rag
 
@@ -80,7 +80,7 @@ def test_chunks_never_exceed_the_embedding_models_limit(tmp_path: Path, instant_
     with Rag(settings) as r:
         report = r.ingest([docs])
         assert report.count("added") == 1
-        metas = r.store.get_metadata({})
+        metas = stored_metadata(r, {})
         assert len(metas) > 10
         assert max(int(m["tokens"]) for m in metas.values()) <= 120
         # Nothing was cut off: the chunks cover the whole text.

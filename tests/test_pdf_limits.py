@@ -21,7 +21,7 @@ from fpdf import FPDF
 from ingest.loaders import LoadError, Unit
 from ingest.pdfworker import PdfWorker
 from rag import Rag
-from tests.conftest import DATA, ServerProcess, instant_settings
+from tests.conftest import DATA, ServerProcess, instant_settings, stored_metadata
 from tests.pdfs import hand_pdf, slow_stream, text_stream
 
 # Seconds a CPU burner runs at most, should the test's own cleanup never run.
@@ -157,7 +157,7 @@ def test_300_page_pdf_ingests_whole_on_a_busy_machine(
     assert len(loads) == 1 and loads[0] > stall_limit, loads
     print(f"manual.pdf: 300 pages parsed in {loads[0]:.1f}s under a {stall_limit:g}s stall limit")
     with Rag(settings) as r:
-        chunks = r.store.get_metadata({"source": "manual.pdf"})
+        chunks = stored_metadata(r, {"source": "manual.pdf"})
         assert {m["page"] for m in chunks.values()} == set(range(1, 301))
         last = [c.text for c in r.store.get_chunks([i for i, m in chunks.items() if m["page"] == 300])]
         assert any("Manual page 300." in text for text in last)

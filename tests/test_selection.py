@@ -22,7 +22,7 @@ from ingest.progress import ConsoleProgress
 from ingest.report import FileResult
 from ingest.walker import Selection
 from rag import IndexBusyError, Rag, Settings
-from tests.conftest import BIN, DATA, ServerProcess, clean_env, invoke_cli, start_instant_embeddings
+from tests.conftest import BIN, DATA, ServerProcess, clean_env, invoke_cli, start_instant_embeddings, stored_metadata
 from tests.pdfs import hand_pdf, slow_stream
 
 LONG = "\n\n".join(f"Paragraph {i}: the pump {i} moves {i * 7} litres of water per minute." for i in range(60))
@@ -61,7 +61,7 @@ def ingested(r: Rag) -> set[str]:
 
 
 def stored(r: Rag) -> set[str]:
-    return {m["source"] for m in r.store.get_metadata({}).values()}
+    return {m["source"] for m in stored_metadata(r, {}).values()}
 
 
 def test_include_exclude_globs(tmp_path: Path, server: ServerProcess) -> None:
@@ -127,7 +127,7 @@ def test_reruns_unchanged_touched_edited_renamed_deleted(tmp_path: Path, server:
         assert moved.status == "added" and moved.embedded == 0 and moved.reused == moved.chunks > 1
         assert report["move.md"].status == "removed" and report["gone.md"].status == "removed"
         assert stored(r) == ingested(r) == {"long.md", "moved.md"}
-        text = r.store.get_chunks(list(r.store.get_metadata({"source": "moved.md"})))[0].text
+        text = r.store.get_chunks(list(stored_metadata(r, {"source": "moved.md"})))[0].text
         assert r.search(text, k=1)[0].source == "moved.md"
 
 
@@ -140,7 +140,7 @@ def test_new_chunk_settings_rechunk_and_reuse_identical_texts(tmp_path: Path, se
         assert after["long.md"].status == "updated" and after["long.md"].chunks > before["long.md"].chunks
         assert after["short.md"].status == "updated" and after["short.md"].reused == 1
         assert after["short.md"].embedded == 0
-        assert {m["chunk_tokens"] for m in r.store.get_metadata({}).values()} == {96}
+        assert {m["chunk_tokens"] for m in stored_metadata(r, {}).values()} == {96}
         assert r.store.count() == after["long.md"].chunks + 1
 
 
