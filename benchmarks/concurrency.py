@@ -74,14 +74,11 @@ def questions() -> list[str]:
     return [form.format(topic) for form in FORMS for topic in TOPICS]
 
 
-ANSWER = {"answer": "generate"}  # main() sets it from --answer
-
-
-def one(url: str, question: str, out: list[dict[str, float]]) -> None:
+def one(url: str, question: str, out: list[dict[str, float]], answer: str = "generate") -> None:
     t0 = time.perf_counter()
     first = last = None
     done: dict[str, object] = {}
-    body = {"question": question, **ANSWER}
+    body = {"question": question, "answer": answer}
     with httpx.stream("POST", url + "/query", json=body, timeout=600) as resp:
         event = ""
         for line in resp.iter_lines():
@@ -112,9 +109,9 @@ def one(url: str, question: str, out: list[dict[str, float]]) -> None:
     )
 
 
-def burst(url: str, qs: list[str]) -> dict[str, float]:
+def burst(url: str, qs: list[str], answer: str) -> dict[str, float]:
     out: list[dict[str, float]] = []
-    threads = [threading.Thread(target=one, args=(url, q, out)) for q in qs]
+    threads = [threading.Thread(target=one, args=(url, q, out, answer)) for q in qs]
     t0 = time.perf_counter()
     for t in threads:
         t.start()
@@ -152,7 +149,6 @@ def main() -> None:
         "auto is the embedded default's quote mode since issue 14: no model call)",
     )
     a = ap.parse_args()
-    ANSWER["answer"] = a.answer
     levels = [int(x) for x in a.levels.split(",")]
     print(f"$ {' '.join(sys.argv)}  (load average {os.getloadavg()[0]:.2f}, {os.cpu_count()} cores)")
     work = Path(tempfile.mkdtemp(prefix="rag-concurrency-"))
@@ -192,7 +188,7 @@ def main() -> None:
             for level in levels:
                 for name, server in servers.items():
                     qs = [next(pool[name]) for _ in range(level)]
-                    results.setdefault((name, level), []).append(burst(server.url, qs))
+                    results.setdefault((name, level), []).append(burst(server.url, qs, a.answer))
     finally:
         for s in servers.values():
             s.stop()
