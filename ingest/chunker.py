@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from ingest.loaders import Heading, Unit
+from ingest.loaders import TEXT_VERSION, Heading, Unit
 from ingest.tokens import TokenCounter
 
 
@@ -66,7 +66,8 @@ class Chunker:
         self.max_tokens = max_tokens
         self.overlap = overlap
         self.max_bytes = max_bytes
-        self.signature = f"{max_tokens}/{overlap}/{type(counter).__name__}/{max_bytes or ''}"
+        # The loaders' version too: a file read differently is chunked again on the next run.
+        self.signature = f"{max_tokens}/{overlap}/{type(counter).__name__}/{max_bytes or ''}/t{TEXT_VERSION}"
 
     def _fits(self, text: str, tokens: int) -> bool:
         return tokens <= self.max_tokens and (self.max_bytes is None or len(text.encode("utf-8")) <= self.max_bytes)

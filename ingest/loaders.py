@@ -12,6 +12,12 @@ from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
 
+from ingest.pdftext import PdfiumText
+
+# Bumped when a loader reads files differently (2: PDF text laid out by PDFium): every file is read
+# and chunked again on the next run; chunks whose text did not change keep their stored vectors.
+TEXT_VERSION = 2
+
 MARKDOWN = {".md", ".markdown", ".mdx", ".rst"}
 TEXT = {".txt", ".text", ".log", ".csv", ".tsv"}
 HTML = {".html", ".htm", ".xhtml"}
@@ -145,11 +151,13 @@ def load_pdf(path: Path, report: Callable[[tuple[str, int]], None] | None = None
         if report is not None:
             report(("pages", len(reader.pages)))
         units = []
-        for number, page in enumerate(reader.pages, start=1):
-            text = (page.extract_text() or "").replace("\r\n", "\n")
-            units.append(Unit(text, page=number))
-            if report is not None:
-                report(("page", number))
+        with PdfiumText(path) as laid_out:
+            for number, page in enumerate(reader.pages, start=1):
+                # pypdf parses the page first, under its limits; PDFium's text is the better one.
+                text = (page.extract_text() or "").replace("\r\n", "\n")
+                units.append(Unit(laid_out.page(number - 1) or text, page=number))
+                if report is not None:
+                    report(("page", number))
     except LoadError:
         raise
     except LimitReachedError as exc:

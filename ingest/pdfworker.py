@@ -53,6 +53,7 @@ def _serve(
     with contextlib.suppress(ValueError, OSError):  # a platform without RLIMIT_AS
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     import pypdf  # noqa: F401 - imported before "ready", so start-up is not charged to the first file
+    import pypdfium2  # noqa: F401
 
     out.send(("ready", None))
     while True:

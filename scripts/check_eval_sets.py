@@ -7,8 +7,8 @@ OUTDIR/debian-edu-doc-zh, OUTDIR/linuxcnc-doc-zh); its questions are data/eval/<
 unless --sets names the files (same order; the demo set: `data --sets data/eval/demo.jsonl`).
 
 An answerable line must have valid fields, existing expected files (pages in range), and its
-evidence in every expected location's text (PDF: pypdf page.extract_text(); anything else: tags
-stripped with html.parser), compared case-insensitively with whitespace normalised. The evidence is
+evidence in every expected location's text (PDF: the page as the ingest loader reads it; anything
+else: tags stripped with html.parser), compared case-insensitively with whitespace normalised. The evidence is
 the location's own "evidence" (for pages that say it in other words), else the line's "evidence",
 else its "answer_text", else its "answer" when that is a string. "answer" is either free text (the
 older lines) or a list of regular expressions, any of which matching means a right answer: they
@@ -70,9 +70,9 @@ def html_text(path: Path) -> str:
 
 @cache
 def pdf_pages(path: Path) -> tuple[str, ...]:
-    from pypdf import PdfReader
+    from ingest.loaders import load_pdf
 
-    return tuple(norm(page.extract_text() or "") for page in PdfReader(str(path)).pages)
+    return tuple(norm(unit.text) for unit in load_pdf(path))
 
 
 def check_answer(obj: dict[str, object]) -> list[str]:

@@ -167,3 +167,23 @@ def test_chroma_server_mode(tmp_path: Path) -> None:
         assert not (tmp_path / "unused" / "chroma").exists()
     finally:
         server.stop()
+
+
+def test_files_read_by_an_older_loader_are_read_again_keeping_their_vectors(settings: Settings) -> None:
+    # An index built before a loader change (here: rows signed without the text version) re-reads
+    # every file on the next run; chunks whose text is the same take their stored vectors back.
+    import sqlite3
+
+    from ingest.manifest import manifest_path
+
+    with fake_rag(settings) as r:
+        first = r.ingest([DATA])
+        assert first.count("added") == 6
+        db = sqlite3.connect(manifest_path(settings.index_dir, settings.collection, None))
+        with db:
+            db.execute("UPDATE files SET chunker = substr(chunker, 1, instr(chunker, '/t') - 1)")
+        db.close()
+        again = r.ingest([DATA])
+        assert again.count("unchanged") == 0 and not again.failed
+        assert again.embedded == 0 and again.reused == first.chunks
+        assert r.ingest([DATA]).count("unchanged") == 6  # and signed with the version now

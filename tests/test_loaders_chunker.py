@@ -15,7 +15,9 @@ from ingest.chunker import Chunk, Chunker
 from ingest.loaders import LoadError, Unit, kind_of, load
 from ingest.tokens import E5TokenCounter
 from ingest.walker import walk
+from rag import Rag, Settings
 from tests.conftest import DATA, REPO
+from tests.fakes import FakeChat, FakeEmbedder
 
 _spec = importlib.util.spec_from_file_location("make_sample_pdf", REPO / "scripts" / "make_sample_pdf.py")
 assert _spec and _spec.loader
@@ -468,3 +470,33 @@ def test_walker_on_data_dir() -> None:
     assert "tools/export_report.py" in sources
     assert "x200-user-guide.pdf" in sources
     assert all(re.fullmatch(r"[\w./-]+", s) for s in sources)
+
+
+# -- PDF text layout ---------------------------------------------------------------------------
+GLUED = Path(__file__).parent / "data" / "pdf" / "linuxcnc-about.pdf"  # a real manual page, see its README
+
+
+def test_pdf_words_kept_apart_where_pypdf_glues_them() -> None:
+    from pypdf import PdfReader
+
+    glued = PdfReader(str(GLUED)).pages[0].extract_text()
+    assert "controlledmachinesupto9axes" in glued  # the fixture shows the problem ...
+    (unit,) = load(GLUED).units
+    # ... and the loader's text has the words apart, the line-end hyphen joined, the page kept.
+    assert "controlled machines up to 9 axes." in unit.text
+    assert "Current versions of LinuxCNC are entirely licensed under the GNU General Public License" in unit.text
+    assert "\ufffe" not in unit.text and "\r" not in unit.text
+    assert unit.page == 1
+
+
+def test_pdf_words_apart_reach_the_keyword_index(settings: Settings, tmp_path: Path) -> None:
+    # Through the real ingest (PDF worker process, Chroma in tmp_path, keyword index): a word
+    # that pypdf would have glued to its neighbours is found by a keyword search.
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / GLUED.name).write_bytes(GLUED.read_bytes())
+    with Rag(settings, embedder=FakeEmbedder(settings.embed_model_name), chat=FakeChat()) as r:
+        assert r.ingest([folder]).count("added") == 1
+        hits = r.search("lathes up to 9 axes", k=3, mode="keyword")
+    assert hits and hits[0].source == GLUED.name and hits[0].page == 1
+    assert "machines up to 9 axes" in hits[0].text
