@@ -31,11 +31,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from rag import bm25
+from rag import bm25, glossary
 from rag.bm25 import MemoryBM25
 from rag.sqlite_pool import POOL_SIZE, ConnectionPool
 from rag.store import Hit
-from rag.text import STOPWORDS, stem, terms
+from rag.text import CJK, STOPWORDS, stem, terms
 
 # Re-exported: the analysis lives in rag.text, the connection pool in rag.sqlite_pool.
 __all__ = ["POOL_SIZE", "STOPWORDS", "ConnectionPool", "KeywordIndex", "Scope", "stem", "terms"]
@@ -98,7 +98,12 @@ class KeywordIndex:
         """The ``n`` best chunks by BM25; ``score`` is BM25 (higher is better, unbounded).
         ``texts=False`` leaves text and metadata out (fusion needs only ids and scores;
         ``fetch`` fills in the few hits that survive it)."""
-        words = list(dict.fromkeys(terms(query)))
+        try:
+            words = self.query_terms(query)
+        except sqlite3.OperationalError as exc:
+            if "no such table" in str(exc):
+                return []
+            raise
         scope = scope or Scope()
         if not words or n <= 0 or (scope.paths is not None and not scope.paths):
             return []
@@ -140,18 +145,39 @@ class KeywordIndex:
         """How the query's terms meet the chunks ``ids`` (BM25, idf mass of the terms each holds;
         ``rag.bm25.match``): the keyword signals of calibrated relevance, for chunks found by
         either side. Always from the in-memory build (made here if ``memory=False``)."""
-        words = list(dict.fromkeys(terms(query)))
-        if self._stats is None:
-            self._stats = self._memory or MemoryBM25()
         try:
-            with self.pool.connection() as db:
-                gen = _generation(db)
-            built = self._stats.current(gen, self._open)
+            built = self._built()
         except sqlite3.OperationalError as exc:
             if "no such table" in str(exc):
                 return bm25.Matches()
             raise
-        return bm25.match(built, words, ids)
+        return bm25.match(built, self._terms(query, built), ids)
+
+    def query_terms(self, query: str) -> list[str]:
+        """The terms a search for ``query`` looks for: its own, and for a Chinese question on
+        documents that are not Chinese, the English senses of its words (``rag.glossary``)."""
+        own = list(dict.fromkeys(terms(query)))
+        if not any(CJK.match(t) for t in own):
+            return own
+        return self._terms(query, self._built())
+
+    def _built(self) -> bm25.Built:
+        if self._stats is None:
+            self._stats = self._memory or MemoryBM25()
+        with self.pool.connection() as db:
+            gen = _generation(db)
+        return self._stats.current(gen, self._open)
+
+    @staticmethod
+    def _terms(query: str, built: bm25.Built) -> list[str]:
+        own = list(dict.fromkeys(terms(query)))
+        content = glossary.content_words(query)
+        # At most half its Chinese words in any chunk: these documents do not say it in Chinese.
+        found = sum(all(t in built.vocab for t in terms(w)) for w in content)
+        if not content or found * 2 > len(content):
+            return own
+        english = [t for t in glossary.english_terms(query) if t not in own]
+        return [t for t in own if not CJK.match(t) or t in built.vocab] + english
 
     def fetch(self, ids: Sequence[str]) -> dict[str, Hit]:
         """Text, source, page and metadata of chunks by id (score 0): what a search result needs,
