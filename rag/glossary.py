@@ -58,10 +58,6 @@ def _load() -> dict[str, list[str]]:
         return _senses
 
 
-def available() -> bool:
-    return bool(_load())
-
-
 def words(text: str) -> list[str]:
     """The Chinese runs of ``text`` cut into dictionary words, longest match first."""
     runs = CJK.findall(text)

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -151,15 +151,12 @@ class KeywordIndex:
             if "no such table" in str(exc):
                 return bm25.Matches()
             raise
-        return bm25.match(built, self._terms(query, built), ids)
+        return bm25.match(built, self._terms(query, lambda: built), ids)
 
     def query_terms(self, query: str) -> list[str]:
         """The terms a search for ``query`` looks for: its own, and for a Chinese question on
         documents that are not Chinese, the English senses of its words (``rag.glossary``)."""
-        own = list(dict.fromkeys(terms(query)))
-        if not any(CJK.match(t) for t in own):
-            return own
-        return self._terms(query, self._built())
+        return self._terms(query, self._built)
 
     def _built(self) -> bm25.Built:
         if self._stats is None:
@@ -169,15 +166,18 @@ class KeywordIndex:
         return self._stats.current(gen, self._open)
 
     @staticmethod
-    def _terms(query: str, built: bm25.Built) -> list[str]:
+    def _terms(query: str, built: Callable[[], bm25.Built]) -> list[str]:
+        """``built`` is asked for only when the query has Chinese words to look up."""
         own = list(dict.fromkeys(terms(query)))
         content = glossary.content_words(query)
+        if not content:
+            return own
+        vocab = built().vocab
         # At most half its Chinese words in any chunk: these documents do not say it in Chinese.
-        found = sum(all(t in built.vocab for t in terms(w)) for w in content)
-        if not content or found * 2 > len(content):
+        if sum(all(t in vocab for t in terms(w)) for w in content) * 2 > len(content):
             return own
         english = [t for t in glossary.english_terms(query) if t not in own]
-        return [t for t in own if not CJK.match(t) or t in built.vocab] + english
+        return [t for t in own if not CJK.match(t) or t in vocab] + english
 
     def fetch(self, ids: Sequence[str]) -> dict[str, Hit]:
         """Text, source, page and metadata of chunks by id (score 0): what a search result needs,

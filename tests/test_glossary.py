@@ -16,7 +16,6 @@ GLUED = Path(__file__).parent / "data" / "pdf" / "linuxcnc-about.pdf"  # an Engl
 
 
 def test_words_are_cut_by_the_dictionary_and_glossed() -> None:
-    assert glossary.available()
     assert glossary.words("LinuxCNC 使用什么许可证发布？") == ["使用", "什么", "许可证", "发布"]
     english = glossary.english_terms("LinuxCNC 使用什么许可证发布？")
     assert terms("license")[0] in english and terms("release")[0] in english
