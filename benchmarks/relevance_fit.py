@@ -5,8 +5,11 @@ fetched once from a real index, with each candidate's raw signals (cosine, BM25,
 and its label (from an expected source and page; every candidate of an unanswerable line is
 irrelevant). Offline, on exactly those lists:
 
-1. fit the two logistic models (``FULL`` features with a query vector, ``KEYWORD`` without) on all
-   sets, and print them as the constants to paste into rag/relevance.py;
+1. fit the two logistic passage models (``FULL`` features with a query vector, ``KEYWORD`` without)
+   on all sets, and the calibrations: the general ones on the calibration sets' questions (all
+   but ``--no-calibrate``), the glossed ones on every set's questions looked up in English
+   (``Matches.glossed``: Chinese questions on documents not in Chinese); print them as the
+   constants to paste into rag/relevance.py (``--keep``: fit only the glossed ones);
 2. compare the hybrid ranking by relevance with the previous min-max fusion (hit@5, nDCG@10);
 3. sweep the refusal threshold (``ok?``: * where a set meets both targets, >= 90% refused
    and <= 5% wrongly refused; the last column pools the calibration sets): per set, the share of
@@ -17,8 +20,9 @@ irrelevant). Offline, on exactly those lists:
     .venv/bin/python benchmarks/relevance_fit.py --index-root /work/evalidx --cache /work/evalidx/cands.json
 
 ``--index-root`` holds one index directory per set (collection ``rag``), named like the set:
-sqlite3-doc, gnuplot-doc, debian-edu-doc-zh, linuxcnc-doc-zh, demo (``rag --index-dir ROOT/NAME
-ingest CORPUS``). ``--qa NAME=FILE`` reads a set's questions from FILE (a subset matching a partial corpus).
+sqlite3-doc, gnuplot-doc, debian-edu-doc-zh, linuxcnc-doc-zh, linuxcnc-doc-en, demo, gnuplot-doc-zh
+(``rag --index-dir ROOT/NAME ingest CORPUS``; sets on the same corpus can share an index by a
+symlink). ``--qa NAME=FILE`` reads a set's questions from FILE (a subset matching a partial corpus).
 ``--current`` scores with the constants in rag/relevance.py instead of fitting.
 """
 
@@ -41,8 +45,11 @@ from rag.bm25 import Matches  # noqa: E402
 from rag.evaluate import Expected, load_questions, ranks  # noqa: E402
 from rag.relevance import (  # noqa: E402
     CALIBRATED_FULL,
+    CALIBRATED_GLOSSED,
     CALIBRATED_KEYWORD,
     CALIBRATION_FULL,
+    CALIBRATION_GLOSSED_FULL,
+    CALIBRATION_GLOSSED_KEYWORD,
     CALIBRATION_KEYWORD,
     FULL,
     KEYWORD,
@@ -51,13 +58,22 @@ from rag.relevance import (  # noqa: E402
     Candidate,
     Model,
     calibrated,
+    calibration_inputs,
     features,
 )
 from rag.retrieval import Fusion, fuse  # noqa: E402
 from rag.store import Hit  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
-SETS = ("sqlite3-doc", "gnuplot-doc", "debian-edu-doc-zh", "linuxcnc-doc-zh", "demo")
+SETS = (
+    "sqlite3-doc",
+    "gnuplot-doc",
+    "debian-edu-doc-zh",
+    "linuxcnc-doc-zh",
+    "linuxcnc-doc-en",
+    "demo",
+    "gnuplot-doc-zh",
+)
 DEPTH = 100
 Line = dict[str, Any]
 
@@ -87,21 +103,23 @@ def fetch(index_dir: Path, qa: Path) -> list[Line]:
                     "line": q.line,
                     "unanswerable": q.unanswerable,
                     "expected": [[e.source, e.page] for e in q.expected],
-                    "matches": [m.total_idf, m.absent_idf, m.max_idf, m.absent_words],
+                    "matches": [m.total_idf, m.absent_idf, m.max_idf, m.absent_words, m.glossed],
                     "cands": cands,
                 }
             )
     return out
 
 
-def add_absent_words(index_dir: Path, lines: list[Line], qa_specs: Sequence[str], name: str) -> None:
+def add_query_signals(index_dir: Path, lines: list[Line], qa_specs: Sequence[str], name: str) -> None:
+    """Fill in the query-level signals of a cache from before they were kept."""
     files = dict(spec.split("=", 1) for spec in qa_specs)
     questions = {
         q.line: q.question for q in load_questions(Path(files.get(name) or REPO / "data/eval" / f"{name}.jsonl"))
     }
     with Rag(Settings(index_dir=index_dir)) as r:
         for line in lines:
-            line["matches"] = line["matches"][:3] + [r.keyword.matches(questions[line["line"]], []).absent_words]
+            m = r.keyword.matches(questions[line["line"]], [])
+            line["matches"] = line["matches"][:3] + [m.absent_words, m.glossed]
 
 
 # -- per line: pools, features, labels ----------------------------------------------------------
@@ -114,8 +132,8 @@ def pool(line: Line, mode: str) -> tuple[list[Candidate], Matches, np.ndarray]:
             continue
         cands.append(Candidate(cid, cos if mode != "keyword" else None, bm, mass, rare, bm_side))
         labels.append(any(e.matches(Hit(cid, 0.0, source, page, "")) for e in expected))
-    total, absent, max_idf, absent_words = line["matches"]
-    return cands, Matches(total, absent, max_idf, {}, absent_words), np.array(labels, dtype=float)
+    total, absent, max_idf, absent_words, glossed = line["matches"]
+    return cands, Matches(total, absent, max_idf, {}, absent_words, glossed), np.array(labels, dtype=float)
 
 
 def design(lines: Sequence[Line], mode: str) -> tuple[np.ndarray, np.ndarray]:
@@ -178,11 +196,12 @@ def fit_calibration(x: np.ndarray, y: np.ndarray, names: tuple[str, ...]) -> Mod
     return best[1]
 
 
-def calibration_design(lines: Sequence[Line], mode: str, passage: Model) -> tuple[np.ndarray, np.ndarray]:
+def calibration_design(
+    lines: Sequence[Line], mode: str, passage: Model, names: tuple[str, ...]
+) -> tuple[np.ndarray, np.ndarray]:
     """One row per line: the calibration features of its best candidate by the passage model
     (``calibrated`` with an identity calibration returns them... so build them the same way)."""
     dense = mode != "keyword"
-    names = CALIBRATED_FULL if dense else CALIBRATED_KEYWORD
     rows, ys = [], []
     for line in lines:
         cands, m, _ = pool(line, mode)
@@ -191,13 +210,8 @@ def calibration_design(lines: Sequence[Line], mode: str, passage: Model) -> tupl
         x = features(cands, m, dense)
         p = passage.predict(x)
         i = int(np.argmax(p))
-        col = dict(zip(FULL if dense else KEYWORD, x.T, strict=True))
-        q = {"logit": math.log(max(p[i], 1e-9) / max(1 - p[i], 1e-9)), "absent": col["absent"][0]}
-        q["best_cov"] = float(col["cov"].max())
-        q["absent_words"] = float(min(m.absent_words, 2))
-        if dense:
-            q["best_cos"] = float(col["cos"].max())
-        rows.append([q[f] for f in names])
+        q = calibration_inputs(p, x, dense, m)
+        rows.append([float(q[f][i]) for f in names])
         ys.append(0.0 if line["unanswerable"] else 1.0)
     return np.array(rows), np.array(ys)
 
@@ -219,13 +233,28 @@ def fit_full(lines: Sequence[Line]) -> Model:
     return Model(FULL, tuple(coef), m.intercept)
 
 
-def fit_on(lines: Sequence[Line], calibrate_on: Sequence[Line]) -> dict[str, Model]:
-    """Passage models fitted on ``lines``, calibrations on ``calibrate_on``."""
-    full = fit_full(lines)
-    keyword = fit(*design(lines, "keyword"), KEYWORD)
-    cal_full = fit_calibration(*calibration_design(calibrate_on, "hybrid", full), CALIBRATED_FULL)
-    cal_keyword = fit_calibration(*calibration_design(calibrate_on, "keyword", keyword), CALIBRATED_KEYWORD)
-    return {"full": full, "keyword": keyword, "cal_full": cal_full, "cal_keyword": cal_keyword}
+def fit_on(lines: Sequence[Line], calibrate_on: Sequence[Line], keep: bool = False) -> dict[str, Model]:
+    """Passage models fitted on ``lines``; the calibrations of questions looked up in English
+    (``Matches.glossed``) on those of ``lines``, the others' on the rest of ``calibrate_on``.
+    ``keep``: rag/relevance.py's passage models and calibrations of questions not looked up."""
+    full = MODEL_FULL if keep else fit_full(lines)
+    keyword = MODEL_KEYWORD if keep else fit(*design(lines, "keyword"), KEYWORD)
+    own = [ln for ln in calibrate_on if not ln["matches"][4]]
+    glossed = [ln for ln in lines if ln["matches"][4]]
+    out = {"full": full, "keyword": keyword}
+    for key, mode, passage, names in (
+        ("cal_full", "hybrid", full, CALIBRATED_FULL),
+        ("cal_keyword", "keyword", keyword, CALIBRATED_KEYWORD),
+        ("glossed_full", "hybrid", full, CALIBRATED_GLOSSED),
+        ("glossed_keyword", "keyword", keyword, CALIBRATED_GLOSSED),
+    ):
+        if keep and key in CURRENT and not key.startswith("glossed"):
+            out[key] = CURRENT[key]
+            continue
+        out[key] = fit_calibration(
+            *calibration_design(glossed if key.startswith("glossed") else own, mode, passage, names), names
+        )
+    return out
 
 
 CURRENT = {
@@ -233,6 +262,8 @@ CURRENT = {
     "keyword": MODEL_KEYWORD,
     "cal_full": CALIBRATION_FULL,
     "cal_keyword": CALIBRATION_KEYWORD,
+    "glossed_full": CALIBRATION_GLOSSED_FULL,
+    "glossed_keyword": CALIBRATION_GLOSSED_KEYWORD,
 }
 
 
@@ -245,7 +276,8 @@ def scored(line: Line, mode: str, models: dict[str, Model]) -> list[tuple[Hit, f
     dense = mode != "keyword"
     x = features(cands, m, dense)
     passage = models["full" if dense else "keyword"].predict(x)
-    rel = calibrated(passage, x, dense, m.absent_words, models["cal_full" if dense else "cal_keyword"])
+    cal = models[("glossed_" if m.glossed else "cal_") + ("full" if dense else "keyword")]
+    rel = calibrated(passage, x, dense, m, cal)
     info = {c[0]: c for c in line["cands"]}
     hits = [(Hit(c.id, 0.0, info[c.id][1], info[c.id][2], ""), float(p)) for c, p in zip(cands, rel, strict=True)]
     if mode == "hybrid":
@@ -296,12 +328,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument(
         "--no-calibrate",
         nargs="*",
-        default=["linuxcnc-doc-zh"],
+        default=["linuxcnc-doc-zh", "gnuplot-doc-zh"],
         metavar="NAME",
-        help="sets the calibration is not fitted on (default: linuxcnc-doc-zh, Chinese questions on English "
-        "text, where no keyword signal can match)",
+        help="sets the general calibration is not fitted on (default: linuxcnc-doc-zh and gnuplot-doc-zh, "
+        "Chinese questions on English text, which the glossed calibration is for)",
     )
     ap.add_argument("--current", action="store_true", help="score with rag/relevance.py's constants, no fit")
+    ap.add_argument(
+        "--keep", action="store_true", help="fit only the calibrations of questions looked up in English (glossed)"
+    )
     args = ap.parse_args(argv)
     cache = json.loads(args.cache.read_text()) if args.cache and args.cache.exists() else {}
     data: dict[str, list[Line]] = {}
@@ -314,25 +349,31 @@ def main(argv: Sequence[str] | None = None) -> None:
             if args.cache:
                 args.cache.write_text(json.dumps(cache))
         data[name] = cache[name]
-        if any(len(ln["matches"]) < 4 for ln in data[name]):  # a cache from before absent_words
-            add_absent_words(args.index_root / name, data[name], args.qa, name)
+        if any(len(ln["matches"]) < 5 for ln in data[name]):  # a cache from before the query-level signals
+            add_query_signals(args.index_root / name, data[name], args.qa, name)
             if args.cache:
                 args.cache.write_text(json.dumps(cache))
     every = [ln for name in args.sets for ln in data[name]]
 
     cal_sets = [n for n in args.sets if n not in args.no_calibrate]
-    models = CURRENT if args.current else fit_on(every, [ln for n in cal_sets for ln in data[n]])
+    models = CURRENT if args.current else fit_on(every, [ln for n in cal_sets for ln in data[n]], args.keep)
     for key, const in (("full", "MODEL_FULL"), ("keyword", "MODEL_KEYWORD")):
         print(
             f"{const} = Model({models[key].features[0] and ('FULL' if key == 'full' else 'KEYWORD')}, "
             f"{models[key].coef}, {models[key].intercept})"
         )
-    for key, const in (("cal_full", "CALIBRATION_FULL"), ("cal_keyword", "CALIBRATION_KEYWORD")):
-        names = "CALIBRATED_FULL" if key == "cal_full" else "CALIBRATED_KEYWORD"
-        print(f"{const} = Model({names}, {models[key].coef}, {models[key].intercept})")
+    for key, const in (
+        ("cal_full", "CALIBRATION_FULL"),
+        ("cal_keyword", "CALIBRATION_KEYWORD"),
+        ("glossed_full", "CALIBRATION_GLOSSED_FULL"),
+        ("glossed_keyword", "CALIBRATION_GLOSSED_KEYWORD"),
+    ):
+        print(f"{const} = Model({models[key].features}, {models[key].coef}, {models[key].intercept})")
     held = {
         n: fit_on(
-            [ln for m in args.sets if m != n for ln in data[m]], [ln for m in cal_sets if m != n for ln in data[m]]
+            [ln for m in args.sets if m != n for ln in data[m]],
+            [ln for m in cal_sets if m != n for ln in data[m]],
+            args.keep,
         )
         for n in args.sets
         if len(cal_sets) > 1

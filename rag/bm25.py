@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from rag.text import CJK
+
 K1, B = 1.2, 0.75
 
 
@@ -41,6 +43,7 @@ class Built:
     weights: np.ndarray  # BM25 term-frequency part, idf applied at query time
     df: np.ndarray
     positions: dict[str, int] = field(default_factory=dict)  # chunk id -> doc index
+    chinese: float = 0.0  # the share of term occurrences (postings) that are Chinese or Japanese
 
     @property
     def n(self) -> int:
@@ -66,13 +69,16 @@ class Matches:
     query terms it holds, the largest idf among them); chunks holding none are left out.
     ``absent_words``: how many of the query's word terms (Latin letters or digits, not CJK bigrams,
     which miss by mere paraphrase) no chunk holds: "ZFS", "HomeKit", "bitcoin" name what the
-    documents never mention."""
+    documents never mention. ``glossed``: the query's Chinese words were looked up in English
+    (``rag.glossary``; a Chinese question on documents that do not say it in Chinese), where
+    cosines run lower and keyword coverage counts dictionary senses."""
 
     total_idf: float = 0.0
     absent_idf: float = 0.0
     max_idf: float = 1.0
     by_id: dict[str, tuple[float, float, float]] = field(default_factory=dict)
     absent_words: int = 0
+    glossed: bool = False
 
 
 def build(db: sqlite3.Connection) -> Built:
@@ -102,7 +108,9 @@ def build(db: sqlite3.Connection) -> Built:
     df = np.bincount(terms, minlength=len(vocab)).astype(np.int64)
     indptr = np.concatenate(([0], np.cumsum(df)))
     positions = {cid: i for i, cid in enumerate(ids)}
-    return Built(gen, rowids, ids, paths, path_names, pages, vocab, indptr, docs, weights, df, positions)
+    cjk = np.fromiter((bool(CJK.match(t)) for t in vocab), dtype=bool, count=len(vocab))  # in id order
+    chinese = float(df[cjk].sum() / max(int(df.sum()), 1))
+    return Built(gen, rowids, ids, paths, path_names, pages, vocab, indptr, docs, weights, df, positions, chinese)
 
 
 def _build(open_db: Callable[[], sqlite3.Connection]) -> Built:

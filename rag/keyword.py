@@ -151,12 +151,13 @@ class KeywordIndex:
             if "no such table" in str(exc):
                 return bm25.Matches()
             raise
-        return bm25.match(built, self._terms(query, lambda: built), ids)
+        words, glossed = self._lookup(query, lambda: built)
+        return replace(bm25.match(built, words, ids), glossed=glossed)
 
     def query_terms(self, query: str) -> list[str]:
         """The terms a search for ``query`` looks for: its own, and for a Chinese question on
         documents that are not Chinese, the English senses of its words (``rag.glossary``)."""
-        return self._terms(query, self._built)
+        return self._lookup(query, self._built)[0]
 
     def _built(self) -> bm25.Built:
         if self._stats is None:
@@ -166,18 +167,21 @@ class KeywordIndex:
         return self._stats.current(gen, self._open)
 
     @staticmethod
-    def _terms(query: str, built: Callable[[], bm25.Built]) -> list[str]:
-        """``built`` is asked for only when the query has Chinese words to look up."""
+    def _lookup(query: str, built: Callable[[], bm25.Built]) -> tuple[list[str], bool]:
+        """The query's terms, and whether its Chinese words were looked up in English.
+        ``built`` is asked for only when the query has Chinese words to look up."""
         own = list(dict.fromkeys(terms(query)))
         content = glossary.content_words(query)
         if not content:
-            return own
-        vocab = built().vocab
-        # At most half its Chinese words in any chunk: these documents do not say it in Chinese.
-        if sum(all(t in vocab for t in terms(w)) for w in content) * 2 > len(content):
-            return own
+            return own, False
+        index = built()
+        vocab = index.vocab
+        # At most half its Chinese words in any chunk, in documents mostly not in Chinese: they do
+        # not say it in Chinese. (In Chinese documents, such a question is off their subject.)
+        if index.chinese >= 0.5 or sum(all(t in vocab for t in terms(w)) for w in content) * 2 > len(content):
+            return own, False
         english = [t for t in glossary.english_terms(query) if t not in own]
-        return [t for t in own if not CJK.match(t) or t in vocab] + english
+        return [t for t in own if not CJK.match(t) or t in vocab] + english, True
 
     def fetch(self, ids: Sequence[str]) -> dict[str, Hit]:
         """Text, source, page and metadata of chunks by id (score 0): what a search result needs,

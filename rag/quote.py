@@ -62,6 +62,8 @@ _NUMBER = re.compile(
 _NUMBERS = re.compile(r"(?<![\w.])\d+(?:[.,:/-]\d+)*(?![\w])")
 # Question filler: "how long does it take", "what do I need to ..." name no content.
 GENERIC = frozenset("take get make need happen mean go come give find want know tell doe let".split())  # noqa: SIM905
+# A model or part code ("X200", "Q7", "G33.1", "E42"): what a question is about, by name.
+_CODE = re.compile(r"(?<![\w.])[A-Za-z]{1,3}\d+(?:\.\d+)?[A-Za-z]?(?![\w])")
 _CJK_GAP = re.compile(f"(?<=[{CJK_CLASS}，。；：！？、]) (?=[{CJK_CLASS}])")
 _PIECE = re.compile(f"\\[\\d+\\]|[{CJK_CLASS}]{{1,2}}|[^\\s\\[{CJK_CLASS}]+|\\s+|.", re.DOTALL)
 
@@ -215,9 +217,30 @@ def _pick(cands: list[_Sentence], wanted: set[str], max_sentences: int) -> list[
     return sorted(chosen, key=lambda c: (-best[c.hit], c.hit, c.index))
 
 
+def codes(text: str) -> set[str]:
+    """The model and part codes ``text`` names ("X200", "Q7", "G33.1"), casefolded."""
+    return {m.casefold() for m in _CODE.findall(text)}
+
+
+def _naming(question: str, hits: list[Hit]) -> set[int]:
+    """The hits (0-based) that name a code the question names, in their text, heading or file
+    name; all of them when the question names none or none does. A question about the X200 is not
+    answered from the Q7's passage because both speak of a warranty."""
+    asked = codes(question)
+    if not asked:
+        return set(range(len(hits)))
+    naming = {
+        h
+        for h, hit in enumerate(hits)
+        if asked & codes(f"{hit.text} {hit.metadata.get('heading') or ''} {re.sub(r'[-_/]', ' ', hit.source)}")
+    }
+    return naming or set(range(len(hits)))
+
+
 def quote(question: str, hits: list[Hit], *, embedder: Embedder | None = None, max_sentences: int = 3) -> Quoted:
     """The quoted answer to ``question`` from ``hits`` (``[n]`` is ``hits[n - 1]``)."""
-    cands = _sentences(hits)
+    naming = _naming(question, hits)
+    cands = [c for c in _sentences(hits) if c.hit in naming]
     if not cands or not _score(question, hits, cands, embedder):
         return Quoted(refusal(question))
     lang = language(question)

@@ -202,6 +202,17 @@ def test_modes_and_filters_end_to_end(embedded_service: tuple[str, dict[str, str
     assert {s["source"] for s in json.loads(ask.stdout)["sources"]} == {"x200-user-guide.pdf"}
 
 
+def test_http_chinese_question_on_an_english_document_is_answered_not_refused(
+    embedded_service: tuple[str, dict[str, str]],
+) -> None:
+    # Looked up in English (rag.glossary) and calibrated as such (rag.relevance): the general
+    # calibration put its best passage at 0.28 and refused it.
+    done = check_events(query(embedded_service[0], "X200 投影仪的保修期是多久？"))
+    assert done["refused"] is False and done["mode"] == "quote"
+    assert ("x200-user-guide.pdf", 3) in cited(done)
+    assert "3 years" in str(done["answer"])
+
+
 # -- issue 14: answers you can trust, on the embedded default ------------------------------------
 OFF_TOPIC = "Who won the 2022 football world cup?"
 

@@ -45,3 +45,24 @@ def test_a_chinese_question_finds_an_english_page_by_keyword(settings: Settings,
         assert r.keyword.query_terms(q7) == list(dict.fromkeys(terms(q7)))
         assert r.search(q7, k=1, mode="keyword")[0].source == "zh/q7-air-purifier.md"
         assert own != searched
+        # What calibrated relevance is told (its own calibration: rag.relevance).
+        assert r.keyword.matches(question, []).glossed and not r.keyword.matches(q7, []).glossed
+        assert not r.keyword.matches("Under which licence is LinuxCNC released?", []).glossed
+
+
+def test_an_off_topic_chinese_question_on_chinese_documents_is_not_looked_up(
+    settings: Settings, tmp_path: Path
+) -> None:
+    folder = tmp_path / "zh"
+    shutil.copytree(DATA / "zh", folder)
+    off_topic = "2022 年世界杯冠军是谁？"  # its words are in no chunk: off the documents' subject
+    with Rag(settings, embedder=FakeEmbedder(settings.embed_model_name), chat=FakeChat()) as r:
+        r.ingest([folder])
+        assert r.keyword._built().chinese > 0.5
+        assert r.keyword.query_terms(off_topic) == list(dict.fromkeys(terms(off_topic)))
+        assert not r.keyword.matches(off_topic, []).glossed
+        english = tmp_path / "en"
+        shutil.copytree(DATA, english, ignore=shutil.ignore_patterns("eval", "zh"))
+        r.ingest([english])  # now mostly English: the same question is looked up
+        assert r.keyword._built().chinese < 0.5
+        assert r.keyword.matches(off_topic, []).glossed

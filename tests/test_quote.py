@@ -125,6 +125,19 @@ def test_a_pdf_title_line_is_not_glued_to_the_sentence() -> None:
     assert hits[0].text[: first.passage_start].strip() == "Warranty and Service"
 
 
+def test_a_question_naming_a_product_is_quoted_from_passages_naming_it() -> None:
+    # The Q7's warranty passage speaks the question's language and its words (保修期); the X200's
+    # speaks English. Quoting the Q7's "two years" for the X200 would be a wrong answer.
+    warranty = [h for h in data_hits() if "保修期为两年" in h.text or "limited warranty of 3" in h.text]
+    assert [h.source for h in warranty] == ["x200-user-guide.pdf", "zh/q7-air-purifier.md"]
+    hits = warranty[::-1]  # the Q7 passage first, as retrieval ranked it
+    q = quote("X200 投影仪的保修期是多久？", hits)
+    assert [p.n for p in q.parts] == [2] and "limited warranty of 3 years" in q.text, q.text
+    assert "两年" in quote("Q7 的保修期是多久？", hits).text
+    # No passage names the code asked about: every passage may answer, as before.
+    assert not quote("X900 的保修期是多久？", hits).refused
+
+
 def test_nothing_related_gives_the_refusal() -> None:
     hits = top_hits("What is the restocking fee?")
     q = quote("Who won the 2022 football world cup?", hits)

@@ -94,6 +94,23 @@ def test_relevance_is_a_probability_that_rises_with_the_evidence() -> None:
     assert best < 0.2 < strong
 
 
+def test_a_question_looked_up_in_english_has_its_own_calibration() -> None:
+    # The same candidates, as a question in the documents' language and as a Chinese question
+    # looked up in English (Matches.glossed): a lower cosine is ordinary there, and what tells
+    # an unanswerable one is how much of it the documents lack.
+    by_id = {"a": (8.0, 6.0, 4.0), "b": (3.0, 2.0, 2.0)}
+    cands = [Candidate("a", 0.78, *by_id["a"]), Candidate("b", 0.77, *by_id["b"]), Candidate("c", 0.76)]
+    own = relevance(cands, Matches(8.0, 2.0, 9.0, by_id), dense=True)
+    glossed = relevance(cands, Matches(8.0, 2.0, 9.0, by_id, glossed=True), dense=True)
+    assert max(own) < 0.6 < max(glossed)
+    assert np.argsort(own).tolist() == np.argsort(glossed).tolist()  # the order within the query is kept
+    lacking = relevance(cands, Matches(8.0, 5.0, 9.0, by_id, glossed=True), dense=True)
+    assert max(lacking) < 0.6 < max(glossed)
+    for glossed_kw in (False, True):
+        kw = relevance(cands, Matches(8.0, 2.0, 9.0, by_id, glossed=glossed_kw), dense=False)
+        assert all(0 < p < 1 for p in kw)
+
+
 class Terms:
     def __init__(self, m: Matches) -> None:
         self.m = m
