@@ -95,6 +95,13 @@ CALIBRATION_FULL = Model(CALIBRATED_FULL, (0.25, -3.4342, 3.159, 18.2843, -1.242
 CALIBRATION_KEYWORD = Model(CALIBRATED_KEYWORD, (0.5, -2.9026, 3.7953, -1.7245), 1.8505)
 CALIBRATION_GLOSSED_FULL = Model(CALIBRATED_GLOSSED, (0.1, -7.3681), 2.6539)
 CALIBRATION_GLOSSED_KEYWORD = Model(CALIBRATED_GLOSSED, (0.1, -7.4957), 3.6236)
+# (query vector?, looked up in English?) -> calibration
+CALIBRATIONS = {
+    (True, False): CALIBRATION_FULL,
+    (False, False): CALIBRATION_KEYWORD,
+    (True, True): CALIBRATION_GLOSSED_FULL,
+    (False, True): CALIBRATION_GLOSSED_KEYWORD,
+}
 
 
 @dataclass(frozen=True)
@@ -171,14 +178,7 @@ def calibrated(
     feature rows are ``x`` (one query's, whose query-level signals are in ``matches``), to relevance."""
     if len(x) == 0:
         return np.zeros(0)
-    if calibration is None:
-        calibration = {
-            (True, False): CALIBRATION_FULL,
-            (False, False): CALIBRATION_KEYWORD,
-            (True, True): CALIBRATION_GLOSSED_FULL,
-            (False, True): CALIBRATION_GLOSSED_KEYWORD,
-        }[dense, matches.glossed]
-    cal = calibration
+    cal = calibration or CALIBRATIONS[dense, matches.glossed]
     q = calibration_inputs(passage, x, dense, matches)
     return cal.predict(np.column_stack([q[f] for f in cal.features]))
 
