@@ -43,11 +43,12 @@ reorders a query's candidates; it makes the best hit's ``relevance`` mean the sa
 which is what a refusal threshold needs.
 
 A Chinese question on documents that do not say it in Chinese (``Matches.glossed``: its words were
-looked up in English, ``rag.glossary``) has its own calibration (``CALIBRATION_GLOSSED_*``: the
-logit and ``absent``, the share of its terms, dictionary senses included, that no chunk holds).
-Its cosines run lower and its coverage counts dictionary senses, so the general calibration
-refused 80% of the answerable ones; fitted on these questions alone (linuxcnc-doc-zh,
-gnuplot-doc-zh and the few of the other sets), it tells them apart by what the documents lack.
+looked up in English, ``rag.glossary``) has its own passage model (``MODEL_GLOSSED``: the same
+features, ``fused`` weight fitted too) and calibration (``CALIBRATION_GLOSSED_*``: the logit and
+``absent``, the share of its terms, dictionary senses included, that no chunk holds), fitted on
+such questions alone (linuxcnc-doc-zh, gnuplot-doc-zh and the few of the other sets). Its cosines
+run lower and its coverage counts dictionary senses: the general models ranked its right page
+lower and refused 80% of the answerable ones.
 
 The coefficients below were fitted by
 ``.venv/bin/python benchmarks/relevance_fit.py --index-root /work/evalidx --cache /work/evalidx/cands.json
@@ -91,11 +92,18 @@ class Model:
 # Fitted by benchmarks/relevance_fit.py (see the module docstring); refit when the features change.
 MODEL_FULL = Model(FULL, (18.4283, -7.5912, 0.0319, 4.889, 2.3021, -0.4764, 1.4618, 0.5269, 16.0), -20.3002)
 MODEL_KEYWORD = Model(KEYWORD, (-0.1349, 4.5934, 2.6675, -0.8186, 2.2036, -0.2846, 1.6773), -5.3305)
+MODEL_GLOSSED = Model(FULL, (1.9264, -6.6068, 1.6278, 6.5789, 1.2213, -0.9375, 0.0826, 0.2834, 3.16), -6.6001)
 CALIBRATION_FULL = Model(CALIBRATED_FULL, (0.25, -3.4342, 3.159, 18.2843, -1.2427), -17.8167)
 CALIBRATION_KEYWORD = Model(CALIBRATED_KEYWORD, (0.5, -2.9026, 3.7953, -1.7245), 1.8505)
-CALIBRATION_GLOSSED_FULL = Model(CALIBRATED_GLOSSED, (0.1, -7.3681), 2.6539)
+CALIBRATION_GLOSSED_FULL = Model(CALIBRATED_GLOSSED, (0.5, -6.6644), 4.1518)
 CALIBRATION_GLOSSED_KEYWORD = Model(CALIBRATED_GLOSSED, (0.1, -7.4957), 3.6236)
-# (query vector?, looked up in English?) -> calibration
+# (query vector?, looked up in English?) -> passage model, calibration
+PASSAGE_MODELS = {
+    (True, False): MODEL_FULL,
+    (False, False): MODEL_KEYWORD,
+    (True, True): MODEL_GLOSSED,
+    (False, True): MODEL_KEYWORD,
+}
 CALIBRATIONS = {
     (True, False): CALIBRATION_FULL,
     (False, False): CALIBRATION_KEYWORD,
@@ -195,5 +203,5 @@ def _side(scores: Sequence[float | None]) -> np.ndarray:
 def score(cands: Sequence[Candidate], matches: Matches, dense: bool) -> list[float]:
     """Calibrated relevance of each candidate, 0..1, in the order given."""
     x = features(cands, matches, dense)
-    passage = (MODEL_FULL if dense else MODEL_KEYWORD).predict(x)
+    passage = PASSAGE_MODELS[dense, matches.glossed].predict(x)
     return [float(p) for p in calibrated(passage, x, dense, matches)]

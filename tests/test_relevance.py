@@ -18,7 +18,18 @@ from rag import Rag
 from rag.bm25 import Matches, build, match, score
 from rag.errors import InvalidRequestError
 from rag.evaluate import ModeScore, load_questions, refusals, summarise
-from rag.relevance import FULL, KEYWORD, MODEL_FULL, MODEL_KEYWORD, Candidate, candidates, features
+from rag.relevance import (
+    CALIBRATION_GLOSSED_FULL,
+    FULL,
+    KEYWORD,
+    MODEL_FULL,
+    MODEL_GLOSSED,
+    MODEL_KEYWORD,
+    Candidate,
+    calibrated,
+    candidates,
+    features,
+)
 from rag.relevance import score as relevance
 from rag.retrieval import rank
 from rag.settings import Settings
@@ -85,7 +96,7 @@ def test_relevance_is_a_probability_that_rises_with_the_evidence() -> None:
         dense=True,
     )
     assert 0 < none < weak < strong < 1
-    for model in (MODEL_FULL, MODEL_KEYWORD):
+    for model in (MODEL_FULL, MODEL_KEYWORD, MODEL_GLOSSED):
         assert len(model.coef) == len(model.features)
         assert all(np.isfinite(model.coef)) and np.isfinite(model.intercept)
     # not normalised per query: the best hit of a query matching nothing is still unlikely
@@ -94,17 +105,20 @@ def test_relevance_is_a_probability_that_rises_with_the_evidence() -> None:
     assert best < 0.2 < strong
 
 
-def test_a_question_looked_up_in_english_has_its_own_calibration() -> None:
+def test_a_question_looked_up_in_english_has_its_own_models() -> None:
     # The same candidates, as a question in the documents' language and as a Chinese question
     # looked up in English (Matches.glossed): a lower cosine is ordinary there, and what tells
     # an unanswerable one is how much of it the documents lack.
     by_id = {"a": (8.0, 6.0, 4.0), "b": (3.0, 2.0, 2.0)}
     cands = [Candidate("a", 0.78, *by_id["a"]), Candidate("b", 0.77, *by_id["b"]), Candidate("c", 0.76)]
     own = relevance(cands, Matches(8.0, 2.0, 9.0, by_id), dense=True)
-    glossed = relevance(cands, Matches(8.0, 2.0, 9.0, by_id, glossed=True), dense=True)
+    glossed_m = Matches(8.0, 2.0, 9.0, by_id, glossed=True)
+    glossed = relevance(cands, glossed_m, dense=True)
     assert max(own) < 0.6 < max(glossed)
-    assert np.argsort(own).tolist() == np.argsort(glossed).tolist()  # the order within the query is kept
-    lacking = relevance(cands, Matches(8.0, 5.0, 9.0, by_id, glossed=True), dense=True)
+    x = features(cands, glossed_m, dense=True)
+    composed = calibrated(MODEL_GLOSSED.predict(x), x, True, glossed_m, CALIBRATION_GLOSSED_FULL)
+    assert glossed == pytest.approx(list(composed))
+    lacking = relevance(cands, Matches(8.0, 6.0, 9.0, by_id, glossed=True), dense=True)
     assert max(lacking) < 0.6 < max(glossed)
     for glossed_kw in (False, True):
         kw = relevance(cands, Matches(8.0, 2.0, 9.0, by_id, glossed=glossed_kw), dense=False)
