@@ -20,6 +20,13 @@ from rag.errors import EmptyIndexError, RagError, StoreError
 from rag.settings import Settings
 from rag.store import Hit, IndexInfo, StoredChunk, check_compatible
 
+# HNSW's search breadth. Chroma's default, 100, equals the dense depth hybrid search asks for
+# (``RAG_HYBRID_DEPTH``), and then the approximate top 100 held 94.7% of the exact top 100 on average
+# (gnuplot-doc's questions; 74% at worst), and which passages it missed changed from process to
+# process (57 of 85 questions had another top 100 in a second run). 400: 99.4%, 4 of 85 changed,
+# +0.2-0.6 ms a query (docs/benchmarks.md, "HNSW search breadth").
+SEARCH_EF = 400
+
 
 class _Conn:
     """One Chroma client and the collections opened through it. ``users`` counts the calls using
@@ -140,14 +147,19 @@ class ChromaStore:
             current = self._info(conn)
             if current is not None:
                 check_compatible(current, info.embed_model, info.embed_dim, self.name)
+                col = conn.collections[self.name]
                 if (current.chunk_tokens, current.chunk_overlap) != (info.chunk_tokens, info.chunk_overlap):
-                    conn.collections[self.name].modify(metadata=_info_meta(info))
+                    col.modify(metadata=_info_meta(info))
+                # A collection made before SEARCH_EF searched narrower; clients opened from now on search wider.
+                hnsw = (getattr(col, "configuration_json", None) or {}).get("hnsw") or {}
+                if int(hnsw.get("ef_search") or SEARCH_EF) < SEARCH_EF:
+                    col.modify(configuration={"hnsw": {"ef_search": SEARCH_EF}})
                 return
             try:
                 conn.collections[self.name] = conn.client.get_or_create_collection(
                     self.name,
                     embedding_function=None,
-                    configuration={"hnsw": {"space": "cosine"}},
+                    configuration={"hnsw": {"space": "cosine", "ef_search": SEARCH_EF}},
                     metadata=_info_meta(info),
                 )
             except Exception as exc:

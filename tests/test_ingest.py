@@ -134,9 +134,45 @@ def test_other_embedding_model_is_refused(settings: Settings) -> None:
         r2.ingest([DATA / "returns-policy.md"])
 
 
+@pytest.mark.slow  # each step in its own process: a process caches a collection's configuration
+def test_the_collection_searches_wide_and_an_older_one_is_widened(settings: Settings) -> None:
+    # HNSW at Chroma's default breadth (100, the dense depth) missed passages of the exact top 100,
+    # different ones from process to process (rag.chroma.SEARCH_EF).
+    import subprocess
+    import sys
+
+    from rag.chroma import SEARCH_EF
+
+    def run(code: str) -> str:
+        prelude = (
+            "import sys, chromadb\n"
+            f"sys.path[:0] = [{str(Path(__file__).parent.parent)!r}]\n"
+            "from pathlib import Path\n"
+            "from rag import Rag, Settings\n"
+            "from tests.fakes import FakeChat, FakeEmbedder\n"
+            f"s = Settings(index_dir=Path({str(settings.index_dir)!r}))\n"
+            "def fake(): return Rag(s, embedder=FakeEmbedder(s.embed_model_name), chat=FakeChat())\n"
+            "def col():\n"
+            "    return chromadb.PersistentClient(path=str(s.index_dir / 'chroma')).get_collection(s.collection)\n"
+        )
+        out = subprocess.run([sys.executable, "-c", prelude + code], capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stderr
+        return out.stdout.strip()
+
+    ef = "print(col().configuration_json['hnsw']['ef_search'])"
+    run(f"with fake() as r: r.ingest([Path({str(DATA / 'returns-policy.md')!r})])")
+    assert run(ef) == str(SEARCH_EF) and SEARCH_EF > 100
+    run("col().modify(configuration={'hnsw': {'ef_search': 100}})")  # as made before SEARCH_EF
+    assert run(ef) == "100"
+    run(f"with fake() as r: r.ingest([Path({str(DATA / 'support-hours.html')!r})])")  # the next ingest that writes
+    assert run(ef) == str(SEARCH_EF)
+
+
 @pytest.mark.slow
 def test_chroma_server_mode(tmp_path: Path) -> None:
     """The same ingest and search against a real `chroma run` server."""
+    import chromadb
+
     from tests.conftest import BIN
 
     port = free_port()
@@ -164,6 +200,10 @@ def test_chroma_server_mode(tmp_path: Path) -> None:
             hits = r.search("When is phone support available?", k=2)
             assert hits[0].source == "support-hours.html"
             assert r.ingest([DATA]).count("unchanged") == 6
+        from rag.chroma import SEARCH_EF
+
+        server_col = chromadb.HttpClient(host="127.0.0.1", port=port).get_collection(s.collection)
+        assert server_col.configuration_json["hnsw"]["ef_search"] == SEARCH_EF
         assert not (tmp_path / "unused" / "chroma").exists()
     finally:
         server.stop()
