@@ -126,14 +126,21 @@ def sentences(text: str) -> list[str]:
 
 
 # -- language and size -------------------------------------------------------------------------
+# Chinese grammar: particles, question words, full-width end marks. A question that has them is
+# written in Chinese however long the commands it names ("set datafile missing 有什么作用？"); an
+# English one that names a Chinese term has none ("What does 保修期 mean?").
+_CHINESE_GRAMMAR = re.compile(f"[的了吗呢吧么什怎哪谁是在有][{CJK_CLASS}]|[{CJK_CLASS}][的了吗呢吧么]|[？。！]")
+
+
 def is_chinese(text: str) -> bool:
-    """True when ``text`` is mostly Chinese (or Japanese): at least 30% of its letters are CJK.
-    Identifiers and numbers in a Chinese question do not make it English."""
+    """True when ``text`` is written in Chinese (or Japanese): at least 30% of its letters are CJK,
+    or it has Chinese grammar around them. Identifiers, commands and numbers in a Chinese question
+    do not make it English."""
     letters = sum(1 for c in text if c.isalpha())
     if not letters:
         return False
     wide = sum(len(m) for m in CJK.findall(text))
-    return wide / letters >= 0.3
+    return wide / letters >= 0.3 or (wide >= 2 and _CHINESE_GRAMMAR.search(text) is not None)
 
 
 def language(text: str) -> str:

@@ -19,7 +19,7 @@ from rag.models import Embedder
 from rag.prompt import refusal
 from rag.quote import LEADS, Quoted, flat, quote, stream_pieces
 from rag.store import Hit
-from rag.text import content_terms
+from rag.text import content_terms, is_chinese
 from tests.conftest import DATA
 from tests.fakes import FakeEmbedder
 
@@ -136,6 +136,15 @@ def test_a_question_naming_a_product_is_quoted_from_passages_naming_it() -> None
     assert "两年" in quote("Q7 的保修期是多久？", hits).text
     # No passage names the code asked about: every passage may answer, as before.
     assert not quote("X900 的保修期是多久？", hits).refused
+
+
+def test_a_chinese_question_naming_commands_is_answered_in_chinese() -> None:
+    # By letters these are mostly Latin; by grammar they are Chinese (rag.text.is_chinese).
+    for question in ("set datafile missing 有什么作用？", "LinuxCNC 能读取 SolidWorks 的 SLDPRT 文件吗？"):
+        assert is_chinese(question) and refusal(question) == refusal("什么？")
+    assert not is_chinese("What does 保修期 mean?") and not is_chinese("The 青松 Q7 air purifier")
+    q, _ = answer_of("Q7 warranty 保修期是多久？")
+    assert q.text.startswith(LEADS["zh"])
 
 
 def test_nothing_related_gives_the_refusal() -> None:
